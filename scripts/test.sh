@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: installs, makes sure PostgreSQL is up, runs every test except GPU ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test 2>&1 | grep -v "^WARNING: Location" >&2 || true
+if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  echo "==> starting PostgreSQL" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+exec "${RAG_VENV:-.venv}/bin/python" -m pytest -m "not gpu" "$@"

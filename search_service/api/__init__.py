@@ -1,0 +1,40 @@
+"""Flask blueprints, one per resource. Views parse, call a pipeline, and shape the response."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, request
+from pydantic import BaseModel
+
+from search_service.errors import InvalidRequestError
+
+
+def services():
+    return current_app.extensions["search_service"]
+
+
+def parse_body(schema: type[BaseModel]):
+    """Validate the JSON body against `schema`; malformed or mistyped bodies become 400s."""
+    data = request.get_data(cache=True)
+    if not data.strip():
+        raise InvalidRequestError("the request body must be a JSON object", code="invalid_json")
+    return schema.model_validate_json(data)
+
+
+def int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequestError(f"query parameter {name!r} must be an integer") from None
+    if not minimum <= value <= maximum:
+        raise InvalidRequestError(f"query parameter {name!r} must be between {minimum} and {maximum}")
+    return value
+
+
+def register_blueprints(app: Flask) -> None:
+    from search_service.api import collections, health, jobs, search
+
+    for module in (health, collections, jobs, search):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,148 @@
+import json
+
+from flask import Blueprint, request, url_for
+
+from search_service.api import int_arg, parse_body, services
+from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCreate
+from search_service.errors import InvalidRequestError
+from search_service.store import collections as store
+from search_service.store.jobs import create_job
+
+bp = Blueprint("collections", __name__, url_prefix="/v1/collections")
+
+
+def collection_to_dict(collection, documents: int, chunks: int) -> dict:
+    return {
+        "name": collection.name,
+        "embedder_model": collection.embedder_model,
+        "dimension": collection.dimension,
+        "chunk_tokens": collection.chunk_tokens,
+        "chunk_overlap": collection.chunk_overlap,
+        "documents": documents,
+        "chunks": chunks,
+        "created_at": collection.created_at.isoformat(),
+    }
+
+
+def document_to_dict(document, chunks=None) -> dict:
+    body = {
+        "document_id": document.external_id,
+        "source": document.source,
+        "content_hash": document.content_hash,
+        "metadata": document.meta or {},
+        "status": document.status,
+        "created_at": document.created_at.isoformat(),
+        "updated_at": document.updated_at.isoformat(),
+    }
+    if chunks is not None:
+        body["chunks"] = [
+            {
+                "chunk_id": c.id,
+                "ordinal": c.ordinal,
+                "text": c.text,
+                "start": c.char_start,
+                "end": c.char_end,
+                "token_count": c.token_count,
+                "metadata": c.meta or {},
+            }
+            for c in chunks
+        ]
+    return body
+
+
+@bp.post("")
+def create():
+    body = parse_body(CollectionCreate)
+    svc = services()
+    tokens, overlap = svc.ingestion.chunk_settings(body.chunk_tokens, body.chunk_overlap)
+    with svc.database.session() as session:
+        collection = store.create_collection(
+            session,
+            body.name,
+            embedder_model=svc.embedder.model_id,
+            dimension=svc.embedder.dimension,
+            chunk_tokens=tokens,
+            chunk_overlap=overlap,
+        )
+        payload = collection_to_dict(collection, 0, 0)
+    return payload, 201, {"Location": url_for("collections.show", name=body.name)}
+
+
+@bp.get("")
+def index():
+    with services().database.session() as session:
+        return {"collections": [collection_to_dict(*row) for row in store.list_collections(session)]}
+
+
+@bp.get("/<name>")
+def show(name: str):
+    with services().database.session() as session:
+        collection = store.get_collection(session, name)
+        return collection_to_dict(collection, *store.collection_counts(session, collection))
+
+
+@bp.get("/<name>/documents")
+def documents(name: str):
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
+    offset = int_arg("offset", 0, 0, 2**31)
+    with services().database.session() as session:
+        collection = store.get_collection(session, name)
+        rows, total = store.list_documents(session, collection, limit=limit, offset=offset)
+        return {
+            "documents": [document_to_dict(d) for d in rows],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
+
+
+@bp.get("/<name>/documents/<path:document_id>")
+def document(name: str, document_id: str):
+    with services().database.session() as session:
+        collection = store.get_collection(session, name)
+        found = store.get_document(session, collection, document_id)
+        return document_to_dict(found, chunks=found.chunks)
+
+
+@bp.post("/<name>/documents")
+def upload(name: str):
+    """Queue documents for the worker: a multipart file upload or a JSON list of texts."""
+    svc = services()
+    store.validate_collection_name(name)
+    if request.mimetype == "multipart/form-data":
+        job_fields = _file_job_fields()
+    else:
+        body = parse_body(DocumentsCreate)
+        ids = [d.id for d in body.documents]
+        if len(set(ids)) != len(ids):
+            raise InvalidRequestError("document ids must be unique within one request", code="duplicate_document_id")
+        payload = json.dumps([d.model_dump() for d in body.documents]).encode()
+        job_fields = {"kind": "documents", "payload": payload}
+    with svc.database.session() as session:
+        collection = svc.ingestion.ensure_collection(session, name)
+        job = create_job(session, collection, **job_fields)
+        job_id, status = job.id, job.status
+    location = url_for("jobs.show", job_id=job_id)
+    return {"job_id": job_id, "status": status, "collection": name}, 202, {"Location": location}
+
+
+def _file_job_fields() -> dict:
+    upload = request.files.get("file")
+    if upload is None or not upload.filename:
+        raise InvalidRequestError("send the document as a multipart field named 'file'", code="missing_file")
+    metadata = {}
+    if request.form.get("metadata"):
+        try:
+            metadata = json.loads(request.form["metadata"])
+        except json.JSONDecodeError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise InvalidRequestError("'metadata' must be a JSON object", code="invalid_metadata")
+    return {
+        "kind": "file",
+        "payload": upload.read(),
+        "filename": upload.filename,
+        "content_type": upload.mimetype,
+        "external_id": request.form.get("id") or upload.filename,
+        "metadata": metadata,
+    }

@@ -1,0 +1,23 @@
+from flask import Blueprint, jsonify
+
+from search_service.api import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    svc = services()
+    database = svc.database.ping()
+    body = {
+        "status": "ready" if database else "unavailable",
+        "database": database,
+        "embedder": svc.embedder.model_id,
+        "rerankers": sorted(svc.rerankers.rerankers),
+    }
+    return jsonify(body), 200 if database else 503

@@ -1,0 +1,12 @@
+from flask import Blueprint
+
+from search_service.api import services
+from search_service.store.jobs import get_job, job_to_dict
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+@bp.get("/<job_id>")
+def show(job_id: str):
+    with services().database.session() as session:
+        return job_to_dict(get_job(session, job_id))

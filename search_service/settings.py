@@ -1,0 +1,129 @@
+"""One frozen settings object. `Settings.from_env()` is the only reader of `RAG_*` variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from search_service.errors import ConfigurationError
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DISABLED = {"none", "off", "", "false", "0"}
+
+
+def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _parse_size(name: str, raw: str) -> int:
+    """Bytes, with an optional K/M/G suffix (binary multiples): '50M' -> 52428800."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[bB]?\s*", raw)
+    if not match:
+        raise ConfigurationError(f"{name} must be a size such as 52428800, 512K or 50M, got {raw!r}")
+    number, unit = match.groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def _parse_optional_model(raw: str) -> str | None:
+    return None if raw.strip().lower() in DISABLED else raw.strip()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting of the service. Tests build it directly; processes use `from_env()`."""
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None  # None -> sqlite:///<data_dir>/rag.db
+    embedder_model: str = "BAAI/bge-m3"
+    reranker_model: str | None = "BAAI/bge-reranker-v2-m3"  # None disables reranking
+    reranker_family: str | None = None  # None -> detected from the checkpoint's config
+    device: str = "auto"
+    candidates: int = 50
+    top_k: int = 5
+    chunk_tokens: int | None = None  # None -> derived from the embedder's max_seq_length
+    chunk_overlap: int | None = None
+    max_upload_bytes: int = 50 * 1024**2
+    embed_batch_size: int = 32
+    host: str = "127.0.0.1"
+    port: int = 8000
+    worker_poll_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if self.database_url is None:
+            url = f"sqlite:///{(self.data_dir / 'rag.db').resolve()}"
+            object.__setattr__(self, "database_url", url)
+        if not DEVICE_PATTERN.match(self.device):
+            raise ConfigurationError(
+                f"RAG_DEVICE must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
+            )
+        if self.candidates < 1 or self.top_k < 1:
+            raise ConfigurationError("RAG_CANDIDATES and RAG_TOP_K must be at least 1")
+        if self.top_k > self.candidates:
+            raise ConfigurationError(
+                f"RAG_TOP_K ({self.top_k}) cannot exceed RAG_CANDIDATES ({self.candidates})"
+            )
+        if self.chunk_tokens is not None and self.chunk_tokens < 8:
+            raise ConfigurationError("RAG_CHUNK_TOKENS must be at least 8")
+        if self.chunk_overlap is not None and self.chunk_tokens is not None:
+            if self.chunk_overlap >= self.chunk_tokens:
+                raise ConfigurationError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+    def replace(self, **changes) -> Settings:
+        """A copy with `changes` applied; `None` values are ignored (unset CLI options)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for name, (attr, parse) in ENVIRONMENT.items():
+            if name in env:
+                values[attr] = parse(name, env[name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _text(_name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+# Variable -> (Settings attribute, parser). The README's settings table documents each one.
+ENVIRONMENT = {
+    "RAG_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
+    "RAG_DATABASE_URL": ("database_url", _text),
+    "RAG_EMBEDDER_MODEL": ("embedder_model", _text),
+    "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: _parse_optional_model(raw)),
+    "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: _parse_optional_model(raw)),
+    "RAG_DEVICE": ("device", lambda _n, raw: raw.strip().lower()),
+    "RAG_CANDIDATES": ("candidates", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_TOP_K": ("top_k", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_CHUNK_TOKENS": ("chunk_tokens", lambda n, raw: _parse_int(n, raw, 8)),
+    "RAG_CHUNK_OVERLAP": ("chunk_overlap", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_MAX_UPLOAD_BYTES": ("max_upload_bytes", _parse_size),
+    "RAG_EMBED_BATCH_SIZE": ("embed_batch_size", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_HOST": ("host", _text),
+    "RAG_PORT": ("port", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
+}

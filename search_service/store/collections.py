@@ -1,0 +1,147 @@
+"""Queries and changes on collections, documents and chunks."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from search_service.errors import ConflictError, DimensionMismatchError, InvalidRequestError, NotFoundError
+from search_service.store.models import Chunk, Collection, Document
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def validate_collection_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise InvalidRequestError(
+            "collection names are 1-64 characters: letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit",
+            code="invalid_collection_name",
+        )
+    return name
+
+
+def get_collection(session: Session, name: str) -> Collection:
+    collection = session.scalar(select(Collection).where(Collection.name == name))
+    if collection is None:
+        raise NotFoundError(f"collection {name!r} does not exist", code="collection_not_found")
+    return collection
+
+
+def find_collection(session: Session, name: str) -> Collection | None:
+    return session.scalar(select(Collection).where(Collection.name == name))
+
+
+def create_collection(
+    session: Session, name: str, *, embedder_model: str, dimension: int, chunk_tokens: int, chunk_overlap: int
+) -> Collection:
+    validate_collection_name(name)
+    if find_collection(session, name) is not None:
+        raise ConflictError(f"collection {name!r} already exists", code="collection_exists")
+    collection = Collection(
+        name=name,
+        embedder_model=embedder_model,
+        dimension=dimension,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        vector_version=0,
+    )
+    session.add(collection)
+    try:
+        session.flush()
+    except IntegrityError:  # a concurrent create won the race
+        session.rollback()
+        raise ConflictError(f"collection {name!r} already exists", code="collection_exists") from None
+    return collection
+
+
+def list_collections(session: Session) -> list[tuple[Collection, int, int]]:
+    """Each collection with its document and chunk counts."""
+    documents = (
+        select(Document.collection_id, func.count().label("n")).group_by(Document.collection_id).subquery()
+    )
+    chunks = select(Chunk.collection_id, func.count().label("n")).group_by(Chunk.collection_id).subquery()
+    rows = session.execute(
+        select(Collection, func.coalesce(documents.c.n, 0), func.coalesce(chunks.c.n, 0))
+        .outerjoin(documents, documents.c.collection_id == Collection.id)
+        .outerjoin(chunks, chunks.c.collection_id == Collection.id)
+        .order_by(Collection.name)
+    ).all()
+    return [(row[0], int(row[1]), int(row[2])) for row in rows]
+
+
+def collection_counts(session: Session, collection: Collection) -> tuple[int, int]:
+    documents = session.scalar(select(func.count()).where(Document.collection_id == collection.id))
+    chunks = session.scalar(select(func.count()).where(Chunk.collection_id == collection.id))
+    return int(documents or 0), int(chunks or 0)
+
+
+def get_document(session: Session, collection: Collection, external_id: str) -> Document:
+    document = find_document(session, collection, external_id)
+    if document is None:
+        raise NotFoundError(
+            f"document {external_id!r} does not exist in collection {collection.name!r}",
+            code="document_not_found",
+        )
+    return document
+
+
+def find_document(session: Session, collection: Collection, external_id: str) -> Document | None:
+    return session.scalar(
+        select(Document).where(Document.collection_id == collection.id, Document.external_id == external_id)
+    )
+
+
+def list_documents(session: Session, collection: Collection, *, limit: int, offset: int) -> tuple[list[Document], int]:
+    total = session.scalar(select(func.count()).where(Document.collection_id == collection.id))
+    documents = session.scalars(
+        select(Document)
+        .where(Document.collection_id == collection.id)
+        .order_by(Document.external_id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(documents), int(total or 0)
+
+
+def replace_chunks(session: Session, collection: Collection, document: Document, chunks: list[dict], vectors: np.ndarray) -> None:
+    """Swap a document's chunks for new ones, in the caller's transaction, and bump the version."""
+    if len(chunks) != len(vectors):
+        raise ValueError("one vector per chunk is required")
+    if len(vectors) and vectors.shape[1] != collection.dimension:
+        raise DimensionMismatchError(
+            f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors "
+            f"(embedder {collection.embedder_model}); got {vectors.shape[1]}-dimensional ones"
+        )
+    if document.id is not None:
+        session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+    session.flush()
+    for chunk, vector in zip(chunks, vectors):
+        session.add(
+            Chunk(
+                document_id=document.id,
+                collection_id=collection.id,
+                embedding=np.asarray(vector, dtype="<f4").tobytes(),
+                **chunk,
+            )
+        )
+    bump_version(session, collection)
+
+
+def bump_version(session: Session, collection: Collection) -> None:
+    session.execute(
+        update(Collection).where(Collection.id == collection.id).values(vector_version=Collection.vector_version + 1)
+    )
+    session.flush()
+    session.refresh(collection)
+
+
+def chunks_by_id(session: Session, ids: list[int]) -> dict[int, tuple[Chunk, Document]]:
+    if not ids:
+        return {}
+    rows = session.execute(select(Chunk, Document).join(Document, Chunk.document_id == Document.id).where(Chunk.id.in_(ids))).all()
+    return {chunk.id: (chunk, document) for chunk, document in rows}
