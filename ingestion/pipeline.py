@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ingestion.chunking import Chunker, default_chunk_size
 from ingestion.parsers import ParseError, parse
-from search_service.errors import ConfigurationError, DimensionMismatchError
+from search_service.errors import DimensionMismatchError, InvalidRequestError
 from search_service.retrieval.index import IndexManager
 from search_service.store import collections as store
 from search_service.store.db import Database
@@ -73,15 +73,18 @@ class IngestionPipeline:
         )
         tokens = chunk_tokens or self.chunk_tokens or default_tokens
         if tokens > limit:
-            raise ConfigurationError(
+            raise InvalidRequestError(
                 f"chunk size {tokens} exceeds what {self.embedder.model_id} embeds without truncation "
-                f"({limit} tokens); choose at most {limit}"
+                f"({limit} tokens); choose at most {limit}",
+                code="invalid_chunk_size",
             )
         overlap = chunk_overlap if chunk_overlap is not None else self.chunk_overlap
         if overlap is None:
             overlap = min(default_overlap, tokens // 4)
         if overlap >= tokens:
-            raise ConfigurationError(f"chunk overlap {overlap} must be smaller than the chunk size {tokens}")
+            raise InvalidRequestError(
+                f"chunk overlap {overlap} must be smaller than the chunk size {tokens}", code="invalid_chunk_size"
+            )
         return tokens, overlap
 
     def ensure_collection(self, session, name: str, chunk_tokens: int | None = None, chunk_overlap: int | None = None) -> Collection:

@@ -1,0 +1,77 @@
+"""Every error, including Flask's own, has the shape {"error": {"code", "message"}} and is a 4xx."""
+
+import io
+
+import pytest
+
+
+@pytest.fixture
+def client(migrated_url, app_factory):
+    return app_factory(migrated_url, max_upload_bytes=20_000).test_client()
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status, response.get_data(as_text=True)
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, code",
+    [
+        ("get", "/nope", {}, 404, "not_found"),
+        ("delete", "/v1/search", {}, 405, "method_not_allowed"),
+        ("post", "/v1/search", {"data": "{not json", "content_type": "application/json"}, 400, "invalid_request"),
+        ("post", "/v1/search", {"data": "", "content_type": "application/json"}, 400, "invalid_json"),
+        ("post", "/v1/search", {"json": ["a", "list"]}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs"}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": 5}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": ""}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": "q", "top_k": 0}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": "q", "top_k": "5"}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": "q", "candidates": 10**9}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": "q" * 9000}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": "q", "surprise": 1}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "missing", "query": "q", "rerank": False}}, 404, "collection_not_found"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": "q", "rerank": True}}, 400, "reranker_not_configured"),
+        ("post", "/v1/rerank", {"json": {"query": "q", "documents": ["a"]}}, 400, "reranker_not_configured"),
+        ("post", "/v1/rerank", {"json": {"query": "q", "documents": []}}, 400, "invalid_request"),
+        ("get", "/v1/collections/missing", {}, 404, "collection_not_found"),
+        ("get", "/v1/collections/missing/documents", {}, 404, "collection_not_found"),
+        ("get", "/v1/collections/missing/documents/x", {}, 404, "collection_not_found"),
+        ("get", "/v1/collections/x/documents?limit=0", {}, 400, "invalid_request"),
+        ("get", "/v1/collections/x/documents?limit=abc", {}, 400, "invalid_request"),
+        ("get", "/v1/jobs/not-a-uuid", {}, 404, "job_not_found"),
+        ("get", "/v1/jobs/3f1c2a64-0000-4000-8000-000000000000", {}, 404, "job_not_found"),
+        ("post", "/v1/collections", {"json": {"name": "bad name!"}}, 400, "invalid_collection_name"),
+        ("post", "/v1/collections", {"json": {"name": "ok", "chunk_tokens": 2}}, 400, "invalid_request"),
+        ("post", "/v1/collections/bad%20name/documents", {"json": {"documents": [{"id": "a", "text": "t"}]}}, 400, "invalid_collection_name"),
+        ("post", "/v1/collections/docs/documents", {"json": {"documents": []}}, 400, "invalid_request"),
+        ("post", "/v1/collections/docs/documents", {"json": {"documents": [{"id": "a"}]}}, 400, "invalid_request"),
+        ("post", "/v1/collections/docs/documents", {"json": {"documents": [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}]}}, 400, "duplicate_document_id"),
+        ("post", "/v1/collections/docs/documents", {"data": {"other": "x"}, "content_type": "multipart/form-data"}, 400, "missing_file"),
+    ],
+)
+def test_error_shape(client, method, path, kwargs, status, code):
+    assert_error(getattr(client, method)(path, **kwargs), status, code)
+
+
+def test_oversized_upload_is_413(client):
+    data = {"file": (io.BytesIO(b"x" * 40_000), "big.txt")}
+    response = client.post("/v1/collections/docs/documents", data=data, content_type="multipart/form-data")
+    assert_error(response, 413, "payload_too_large")
+    assert client.get("/v1/collections/docs").status_code == 404  # nothing half-created
+
+
+def test_invalid_multipart_metadata(client):
+    data = {"file": (io.BytesIO(b"hello"), "a.txt"), "metadata": "[1, 2]"}
+    response = client.post("/v1/collections/docs/documents", data=data, content_type="multipart/form-data")
+    assert_error(response, 400, "invalid_metadata")
+
+
+def test_health_endpoints(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["database"] is True
