@@ -60,9 +60,11 @@ def _services(ctx: Context, **kwargs):
     from search_service.services import build_services
 
     try:
-        return build_services(ctx.settings, **kwargs)
+        services = build_services(ctx.settings, **kwargs)
     except ServiceError as exc:
         fail(exc.message)
+    click.get_current_context().call_on_close(services.close)
+    return services
 
 
 @main.command()

@@ -41,11 +41,15 @@ def load_rerankers(settings: Settings) -> RerankerSet:
 def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet | None = None, with_rerankers: bool = True) -> Services:
     """Check the schema first (cheap, clear error), then load the models (slow)."""
     database = Database(settings.database_url)
-    require_migrated(database)
-    if embedder is None:
-        embedder = load_embedder(settings.embedder_model, settings.device, settings.embed_batch_size)
-    if rerankers is None:
-        rerankers = load_rerankers(settings) if with_rerankers else RerankerSet({}, None)
+    try:
+        require_migrated(database)
+        if embedder is None:
+            embedder = load_embedder(settings.embedder_model, settings.device, settings.embed_batch_size)
+        if rerankers is None:
+            rerankers = load_rerankers(settings) if with_rerankers else RerankerSet({}, None)
+    except BaseException:
+        database.dispose()
+        raise
     indexes = IndexManager(settings.index_dir)
     return Services(
         settings=settings,
