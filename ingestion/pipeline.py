@@ -181,13 +181,9 @@ class IngestionPipeline:
         content_hash = source.content_hash()
         if document is not None and document.content_hash == content_hash:
             return _Prepared(source, content_hash, document.text_length, [], "unchanged")
-        if source.text is not None:
-            text, sections = source.text, ()
-            if not text.strip():
-                raise ParseError("the document has no text", code="empty_document")
-        else:
-            parsed = parse(source.data or b"", filename=source.filename, content_type=source.content_type)
-            text, sections = parsed.text, parsed.sections
+        data = source.data if source.data is not None else (source.text or "").encode("utf-8")
+        parsed = parse(data, filename=source.filename or source.external_id, content_type=source.content_type)
+        text, sections = parsed.text, parsed.sections
         chunks = [
             {
                 "ordinal": chunk.ordinal,
