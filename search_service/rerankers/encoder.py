@@ -1,0 +1,194 @@
+"""Cross-encoder rerankers (bge-reranker-base/large/v2-m3): a one-label classification head.
+
+Inputs are built exactly as FlagEmbedding 1.4.2's `FlagReranker` builds them: the query and the
+passage are tokenized separately without special tokens (the query cut to `query_max_length`, by
+default 3/4 of `max_length`; the passage cut to `max_length`), then joined with the special
+tokens and the passage cut again so the pair fits `max_length`
+(`prepare_for_model(..., truncation='only_second')`).
+transformers 5 dropped `prepare_for_model` from XLM-R's tokenizer, so the pair is built on the
+`tokenizers` backend: encode, truncate the `Encoding`s, `post_process`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from search_service.errors import ModelLoadError
+from search_service.rerankers.base import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_LENGTH,
+    Reranker,
+    resolve_device,
+    resolve_dtype,
+)
+from search_service.rerankers.checkpoint import Checkpoint
+
+log = logging.getLogger(__name__)
+
+# Models whose position ids start after the padding index: they lose `pad_token_id + 1` positions.
+PADDING_OFFSET_MODEL_TYPES = {
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "data2vec-text",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPair:
+    input_ids: list[int]
+    token_type_ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class EncoderReranker(Reranker):
+    family = "encoder"
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        name: str,
+        device: str,
+        dtype: torch.dtype,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        query_max_length: int | None = None,
+    ):
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ModelLoadError(f"reranker {name!r} needs a fast tokenizer (tokenizer.json)")
+        self.model = model
+        self.tokenizer = tokenizer
+        # A private backend, never reconfigured after this point: request threads only read it, so
+        # they never trip the tokenizers "Already borrowed" error that HF's __call__ can cause
+        # (it resets truncation and padding on the backend for every call).
+        self._backend = Tokenizer.from_str(backend.to_str())
+        self._backend.no_truncation()
+        self._backend.no_padding()
+        processor = self._backend.post_processor
+        self._pair_special_tokens = processor.num_special_tokens_to_add(True) if processor else 0
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._pad_left = getattr(tokenizer, "padding_side", "right") == "left"
+        self._use_token_type_ids = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        self._truncation_side = getattr(tokenizer, "truncation_side", "right")
+        super().__init__(
+            name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size
+        )
+        self.query_max_length = query_max_length
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: Checkpoint,
+        *,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        query_max_length: int | None = None,
+        trust_remote_code: bool = False,
+        attn_implementation: str | None = None,
+    ) -> EncoderReranker:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        device_name = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, device_name)
+        source = checkpoint.name_or_path
+        options = dict(checkpoint.hub_options, trust_remote_code=trust_remote_code)
+        model_options = dict(options, dtype=torch_dtype)
+        if attn_implementation is not None:
+            model_options["attn_implementation"] = attn_implementation
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            model = AutoModelForSequenceClassification.from_pretrained(source, **model_options)
+            model.to(device_name)
+        except Exception as error:  # from_pretrained raises OSError, ValueError, hub errors...
+            raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
+        model.eval()
+        if model.config.num_labels != 1:
+            raise ModelLoadError(
+                f"reranker {source!r} has {model.config.num_labels} labels; the encoder family "
+                "needs "
+                "a one-label relevance head (use a cross-encoder such as BAAI/bge-reranker-v2-m3)"
+            )
+        log.info("loaded encoder reranker %s on %s (%s)", source, device_name, torch_dtype)
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            name=source,
+            device=device_name,
+            dtype=torch_dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            query_max_length=query_max_length,
+        )
+
+    @property
+    def max_supported_length(self) -> int | None:
+        config = self.model.config
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions is None:
+            return None
+        if getattr(config, "model_type", None) in PADDING_OFFSET_MODEL_TYPES:
+            positions -= (config.pad_token_id or 0) + 1
+        return positions
+
+    def tokenize(self, pairs: Sequence[tuple[str, str]], max_length: int) -> list[EncodedPair]:
+        query_max_length = self.query_max_length or max(1, max_length * 3 // 4)
+        # score(query, passages) repeats one query: encode each distinct query once.
+        distinct = list(dict.fromkeys(query for query, _ in pairs))
+        encoded = self._backend.encode_batch(distinct, add_special_tokens=False)
+        queries = {}
+        for query, encoding in zip(distinct, encoded, strict=True):
+            self._truncate(encoding, query_max_length)
+            queries[query] = encoding
+        passages = self._backend.encode_batch(
+            [passage for _, passage in pairs], add_special_tokens=False
+        )
+        features = []
+        for (query, _), passage in zip(pairs, passages, strict=True):
+            query_encoding = queries[query]
+            self._truncate(passage, max_length)
+            excess = len(query_encoding) + len(passage) + self._pair_special_tokens - max_length
+            # As transformers 4.46 does: when the passage is too short to absorb the excess (only
+            # possible if query_max_length > max_length - special tokens), the pair stays whole.
+            if 0 < excess < len(passage):
+                self._truncate(passage, len(passage) - excess)
+            pair = self._backend.post_process(query_encoding, passage, add_special_tokens=True)
+            features.append(EncodedPair(pair.ids, pair.type_ids))
+        return features
+
+    def collate(self, features: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
+        width = max(len(feature) for feature in features)
+        input_ids = torch.full((len(features), width), self._pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
+        token_type_ids = torch.zeros((len(features), width), dtype=torch.long)
+        for row, feature in enumerate(features):
+            size = len(feature)
+            span = slice(width - size, width) if self._pad_left else slice(0, size)
+            input_ids[row, span] = torch.tensor(feature.input_ids, dtype=torch.long)
+            attention_mask[row, span] = 1
+            token_type_ids[row, span] = torch.tensor(feature.token_type_ids, dtype=torch.long)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._use_token_type_ids:
+            batch["token_type_ids"] = token_type_ids
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**batch, return_dict=True).logits
+
+    def _truncate(self, encoding: Any, max_length: int) -> None:
+        """Cut to `max_length` tokens from the tokenizer's truncation side, with no stride."""
+        if len(encoding) > max_length:
+            encoding.truncate(max_length, direction=self._truncation_side)

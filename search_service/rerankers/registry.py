@@ -1,0 +1,104 @@
+"""Reranker families: one module each, found through one dict, detected from config.json.
+
+Adding a family (`llm`, `layerwise`, `lightweight`) means writing its module with a `Reranker`
+subclass and adding one `Family` entry below; detection runs in the dict's order, so put more
+specific detectors (layerwise, lightweight) before more general ones (llm).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from search_service.errors import ConfigurationError, ModelLoadError
+from search_service.rerankers.base import Reranker
+
+
+def _num_labels(config: dict[str, Any]) -> int:
+    # transformers derives num_labels from id2label, and defaults to 2 when neither is given.
+    if isinstance(config.get("id2label"), dict):
+        return len(config["id2label"])
+    return int(config.get("num_labels", 2))
+
+
+def is_single_label_classifier(config: dict[str, Any]) -> bool:
+    """A one-label `*ForSequenceClassification`: bge-reranker-base/large/v2-m3, ms-marco models."""
+    architectures = config.get("architectures") or []
+    classifier = any(str(arch).endswith("ForSequenceClassification") for arch in architectures)
+    if not classifier:
+        auto_map = config.get("auto_map") or {}
+        classifier = "AutoModelForSequenceClassification" in auto_map
+    return classifier and _num_labels(config) == 1
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    target: str  # "module:Class", imported only when the family is used
+    detect: Callable[[dict[str, Any]], bool]
+    description: str
+
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in [
+        Family(
+            "encoder",
+            "search_service.rerankers.encoder:EncoderReranker",
+            is_single_label_classifier,
+            "cross-encoder with a one-label sequence-classification head (bge-reranker-v2-m3)",
+        ),
+    ]
+}
+
+
+def known_families() -> list[str]:
+    return list(FAMILIES)
+
+
+def _describe_config(config: dict[str, Any]) -> str:
+    keys = ("architectures", "model_type", "auto_map")
+    return (
+        ", ".join(f"{key}={config.get(key)!r}" for key in keys if config.get(key) is not None)
+        or "empty config"
+    )
+
+
+def detect_family(config: dict[str, Any], name: str = "checkpoint") -> str:
+    for family in FAMILIES.values():
+        if family.detect(config):
+            return family.name
+    known = "; ".join(f"{family.name}: {family.description}" for family in FAMILIES.values())
+    raise ModelLoadError(
+        f"cannot tell which reranker family {name!r} belongs to ({_describe_config(config)}). "
+        f"Known families: {known}. Pass family=<name> to choose one, if the model fits it."
+    )
+
+
+def _import_target(target: str) -> Any:
+    module_name, _, attribute = target.partition(":") if ":" in target else target.rpartition(".")
+    if not module_name or not attribute:
+        raise ConfigurationError(
+            f"invalid reranker class path {target!r}: expected 'package.module.Class'"
+        )
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigurationError(f"cannot import reranker class {target!r}: {error}") from error
+
+
+def family_class(family: str) -> type[Reranker]:
+    """The class for a family name, or for a dotted path to a `Reranker` subclass."""
+    if family in FAMILIES:
+        return _import_target(FAMILIES[family].target)
+    if "." not in family and ":" not in family:
+        raise ConfigurationError(
+            f"unknown reranker family {family!r}; known families: {', '.join(FAMILIES)} "
+            "(or a dotted path to a Reranker subclass)"
+        )
+    cls = _import_target(family)
+    if not (isinstance(cls, type) and issubclass(cls, Reranker)):
+        raise ConfigurationError(f"{family!r} is not a subclass of {Reranker.__module__}.Reranker")
+    return cls

@@ -1,0 +1,65 @@
+"""Fixtures for the reranker tests: a tiny generated checkpoint, loaded once per session."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from search_service.rerankers import Reranker, load_reranker
+from tests.support.tiny_models import make_tiny_encoder_reranker
+
+LONG_PASSAGE = " ".join(
+    ["The giant panda is a bear species endemic to China and it eats bamboo in the mountains."] * 60
+)
+
+# English, Chinese, mixed, an empty passage, passages past max_length and a very long query.
+PARITY_PAIRS: list[tuple[str, str]] = [
+    ("what is panda?", "hi"),
+    (
+        "what is panda?",
+        "The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or simply panda, "
+        "is a bear species endemic to China.",
+    ),
+    ("What is the capital of France?", "Paris is the capital of France."),
+    ("What is the capital of France?", "The population of China is over 1.4 billion people."),
+    ("What is the population of China?", "The population of China is over 1.4 billion people."),
+    ("熊猫是什么?", "大熊猫主要吃竹子,也吃少量的肉。"),
+    ("法国的首都是哪里?", "法国的首都是巴黎。"),
+    ("重排序模型是什么?", "Reranking scores every candidate passage against the query."),
+    ("what is panda?", ""),
+    ("", "An empty query still gets a score."),
+    ("how do rerankers work?", LONG_PASSAGE),
+    ("检索增强生成", "检索增强生成系统先检索候选段落,再用重排器排序。" * 80),
+    ("what is panda? " * 150, "The giant panda is a bear species endemic to China."),
+    ("what is panda? " * 150, LONG_PASSAGE),
+    ("symbols & unknown pieces: ÆØÅ 😀 <mask>", "Bears eat bamboo, fish, honey and berries."),
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_encoder_reranker(tmp_path_factory.mktemp("checkpoints") / "bge-reranker-tiny")
+
+
+@pytest.fixture(scope="session")
+def _session_reranker(tiny_reranker_dir: Path) -> Reranker:
+    return load_reranker(tiny_reranker_dir, device="cpu")
+
+
+@pytest.fixture
+def tiny_reranker(_session_reranker: Reranker) -> Reranker:
+    """A private copy per test, so a test that patches the model cannot leak into another."""
+    return copy.deepcopy(_session_reranker)
+
+
+@pytest.fixture(scope="session")
+def shared_reranker(_session_reranker: Reranker) -> Reranker:
+    """The session's instance, for read-only tests (cheaper than a copy)."""
+    return _session_reranker
+
+
+@pytest.fixture(scope="session")
+def parity_pairs() -> list[tuple[str, str]]:
+    return list(PARITY_PAIRS)
