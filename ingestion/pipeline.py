@@ -172,9 +172,16 @@ class IngestionPipeline:
             if finalize:
                 finalize(session, results)
         if to_embed:
+            self.save_snapshot(collection_name)
+        return results
+
+    def save_snapshot(self, collection_name: str) -> None:
+        """Best effort: the chunks are committed, so a failed snapshot only costs a catch-up later."""
+        try:
             with self.database.session() as session:
                 self.indexes.save_snapshot(session, store.get_collection(session, collection_name))
-        return results
+        except OSError as exc:
+            log.warning("could not write the index snapshot of %s (%s); readers rebuild it from the database", collection_name, exc)
 
     @staticmethod
     def _prepare(source: SourceDocument, document: Document | None, chunker: Chunker) -> _Prepared:

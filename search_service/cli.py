@@ -131,7 +131,14 @@ def worker(ctx: Context, once):
     from ingestion.worker import Worker
 
     services = _services(ctx, with_rerankers=False)
-    runner = Worker(services.database, services.ingestion, ctx.settings.worker_poll_seconds)
+    settings = ctx.settings
+    runner = Worker(
+        services.database,
+        services.ingestion,
+        settings.worker_poll_seconds,
+        lease_seconds=settings.job_lease_seconds,
+        max_attempts=settings.job_max_attempts,
+    )
     click.echo("worker started; waiting for jobs", err=True)
     if once:
         while runner.run_once() is not None:

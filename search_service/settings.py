@@ -57,6 +57,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     worker_poll_seconds: float = 1.0
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 3
+    parse_timeout_seconds: float = 60.0
+    parse_memory_bytes: int = 2 * 1024**3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -126,4 +130,8 @@ ENVIRONMENT = {
     "RAG_HOST": ("host", _text),
     "RAG_PORT": ("port", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
+    "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", _float),
+    "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", _float),
+    "RAG_PARSE_MEMORY_BYTES": ("parse_memory_bytes", _parse_size),
 }

@@ -25,7 +25,8 @@ def upgrade() -> None:
     sa.Column('vector_version', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('name')
+    sa.UniqueConstraint('name'),
+    sqlite_autoincrement=True
     )
     op.create_table('documents',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -40,7 +41,8 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['collection_id'], ['collections.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('collection_id', 'external_id')
+    sa.UniqueConstraint('collection_id', 'external_id'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('documents', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_documents_collection_id'), ['collection_id'], unique=False)
@@ -57,6 +59,8 @@ def upgrade() -> None:
     sa.Column('payload', sa.LargeBinary(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('worker_id', sa.String(length=128), nullable=True),
+    sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('result', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -83,7 +87,8 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['collection_id'], ['collections.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['document_id'], ['documents.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('document_id', 'ordinal')
+    sa.UniqueConstraint('document_id', 'ordinal'),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('chunks', schema=None) as batch_op:
         batch_op.create_index('ix_chunks_collection_id_id', ['collection_id', 'id'], unique=False)

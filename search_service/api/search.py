@@ -4,7 +4,7 @@ from flask import Blueprint
 
 from search_service.api import parse_body, services
 from search_service.api.schemas import RerankRequest, SearchRequest
-from search_service.retrieval.pipeline import sigmoid
+from search_service.rerankers.base import sigmoid
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
 

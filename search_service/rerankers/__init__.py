@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from search_service.rerankers.base import Reranker, resolve_device, resolve_dtype, sigmoid
+from search_service.devices import resolve_device, resolve_dtype
+from search_service.rerankers.base import Reranker, sigmoid
 from search_service.rerankers.checkpoint import Checkpoint, resolve_checkpoint
 from search_service.rerankers.registry import detect_family, family_class, known_families
 

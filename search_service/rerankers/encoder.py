@@ -19,14 +19,9 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
+from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ModelLoadError
-from search_service.rerankers.base import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_LENGTH,
-    Reranker,
-    resolve_device,
-    resolve_dtype,
-)
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
 from search_service.rerankers.checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)

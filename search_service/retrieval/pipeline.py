@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from search_service.errors import InvalidRequestError, NotFoundError
+from search_service.rerankers.base import sigmoid
 from search_service.retrieval.index import IndexManager
 from search_service.store import collections as store
 from search_service.store.db import Database
-
-
-def sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
 
 
 class Timer:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from search_service.errors import NotFoundError
@@ -51,27 +52,95 @@ def get_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def claim_next_job(session: Session) -> Job | None:
-    """Move the oldest pending job to `parsing` and return it, or None.
+ACTIVE_STATES = ("parsing", "embedding")
 
-    The conditional UPDATE makes the claim atomic on SQLite and PostgreSQL alike: of two workers
-    racing for the same row, exactly one sees rowcount 1.
-    """
-    for _ in range(5):
-        job_id = session.scalar(
-            select(Job.id).where(Job.status == "pending").order_by(Job.created_at, Job.id).limit(1)
+
+def _claimable(now):
+    lease_expired = Job.status.in_(ACTIVE_STATES) & (Job.lease_expires_at < now)
+    return (Job.status == "pending") | lease_expired
+
+
+def fail_exhausted_jobs(session: Session, max_attempts: int) -> int:
+    """Jobs whose worker died on every one of their `max_attempts` tries end as failed."""
+    now = utcnow()
+    failed = session.execute(
+        update(Job)
+        .where(Job.status.in_(ACTIVE_STATES), Job.lease_expires_at < now, Job.attempts >= max_attempts)
+        .values(
+            status="failed",
+            error=f"the worker stopped while processing this job on each of {max_attempts} attempts",
+            finished_at=now,
+            updated_at=now,
+            payload=None,
         )
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    session.commit()
+    return failed
+
+
+def claim_next_job(session: Session, worker_id: str, *, lease_seconds: float = 60.0, max_attempts: int = 3) -> Job | None:
+    """Move the oldest claimable job to `parsing` under a lease for `worker_id`, or return None.
+
+    Claimable: pending, or in progress with an expired lease (its worker died). On PostgreSQL the
+    candidate row is locked with FOR UPDATE SKIP LOCKED, so concurrent workers pick different
+    jobs; on both databases the conditional UPDATE makes the claim atomic (rowcount 1 wins).
+    """
+    fail_exhausted_jobs(session, max_attempts)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for _ in range(5):
+        now = utcnow()
+        candidate = select(Job.id).where(_claimable(now)).order_by(Job.created_at, Job.id).limit(1)
+        if postgres:
+            candidate = candidate.with_for_update(skip_locked=True)
+        job_id = session.scalar(candidate)
         if job_id is None:
+            session.commit()
             return None
         claimed = session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == "pending")
-            .values(status="parsing", started_at=utcnow(), updated_at=utcnow(), attempts=Job.attempts + 1)
+            .where(Job.id == job_id, _claimable(now))
+            .values(
+                status="parsing",
+                worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds),
+                started_at=now,
+                updated_at=now,
+                attempts=Job.attempts + 1,
+            )
+            .execution_options(synchronize_session=False)
         ).rowcount
         session.commit()
         if claimed == 1:
             return session.get(Job, job_id, populate_existing=True)
     return None
+
+
+def renew_lease(session: Session, job_id: str, worker_id: str, lease_seconds: float) -> bool:
+    """Heartbeat: push the lease forward; False if another worker took the job over."""
+    renewed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id, Job.status.in_(ACTIVE_STATES))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return renewed == 1
+
+
+def owns_job(session: Session, job_id: str, worker_id: str) -> bool:
+    owner = session.execute(
+        select(Job.worker_id, Job.status).where(Job.id == job_id).with_for_update()
+    ).first()
+    return owner is not None and owner[0] == worker_id and owner[1] in ACTIVE_STATES
+
+
+def list_jobs(session: Session, collection: Collection, *, limit: int, offset: int, status: str | None = None) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.collection_id == collection.id)
+    if status:
+        query = query.where(Job.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).limit(limit).offset(offset)).all()
+    return list(jobs), int(total or 0)
 
 
 def set_job_status(session: Session, job: Job, status: str, *, error: str | None = None, result: dict | None = None) -> None:
@@ -83,6 +152,7 @@ def set_job_status(session: Session, job: Job, status: str, *, error: str | None
         job.result = result
     if status in ("indexed", "failed"):
         job.finished_at = utcnow()
+        job.lease_expires_at = None
         job.payload = None  # the upload is no longer needed once the job has ended
     session.flush()
 
@@ -97,6 +167,7 @@ def job_to_dict(job: Job) -> dict:
         "document_id": job.external_id,
         "error": job.error,
         "attempts": job.attempts,
+        "worker_id": job.worker_id,
         "result": job.result or {},
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),

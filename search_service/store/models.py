@@ -39,8 +39,14 @@ class Base(DeclarativeBase):
     pass
 
 
+# AUTOINCREMENT on SQLite: ids of deleted rows are never reused, so an id cached in a FAISS index
+# of another process can never point at a different chunk, document or collection.
+AUTOINCREMENT = {"sqlite_autoincrement": True}
+
+
 class Collection(Base):
     __tablename__ = "collections"
+    __table_args__ = (AUTOINCREMENT,)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -60,7 +66,7 @@ class Collection(Base):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (UniqueConstraint("collection_id", "external_id"),)
+    __table_args__ = (UniqueConstraint("collection_id", "external_id"), AUTOINCREMENT)
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     collection_id: Mapped[int] = mapped_column(
@@ -91,6 +97,7 @@ class Chunk(Base):
     __table_args__ = (
         UniqueConstraint("document_id", "ordinal"),
         Index("ix_chunks_collection_id_id", "collection_id", "id"),
+        AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
@@ -125,6 +132,10 @@ class Job(Base):
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # A worker holds a job while its lease is in the future and renews it by heartbeat; a job whose
+    # lease ran out (the worker died) is claimed again, up to the maximum number of attempts.
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
