@@ -124,6 +124,33 @@ def ingest(ctx: Context, paths, collection):
 
 
 @main.command()
+@click.option("--collection", "-c", "names", multiple=True, help="Only these collections (default: all).")
+@click.pass_obj
+def reindex(ctx: Context, names):
+    """Rebuild FAISS snapshots from the database (after a crash, a lost or corrupt index)."""
+    from search_service.retrieval.index import IndexManager
+    from search_service.store import collections as store
+    from search_service.store.db import Database, require_migrated
+
+    database = Database(ctx.settings.database_url)
+    try:
+        require_migrated(database)
+        indexes = IndexManager(ctx.settings.index_dir)
+        with database.session() as session:
+            collections = [store.get_collection(session, n) for n in names] or [
+                c for c, _, _ in store.list_collections(session)
+            ]
+            for collection in collections:
+                path = indexes.rebuild(session, collection)
+                count = len(indexes.get(session, collection))
+                click.echo(f"{collection.name}: {count} vectors -> {path}")
+    except ServiceError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
+
+
+@main.command()
 @click.option("--once", is_flag=True, help="Process the pending jobs, then exit.")
 @click.pass_obj
 def worker(ctx: Context, once):

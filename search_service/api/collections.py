@@ -6,7 +6,8 @@ from search_service.api import int_arg, parse_body, services
 from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCreate
 from search_service.errors import InvalidRequestError
 from search_service.store import collections as store
-from search_service.store.jobs import create_job
+from search_service.store.jobs import create_job, job_to_dict, list_jobs
+from search_service.store.models import JOB_STATES
 
 bp = Blueprint("collections", __name__, url_prefix="/v1/collections")
 
@@ -146,3 +147,35 @@ def _file_job_fields() -> dict:
         "external_id": request.form.get("id") or upload.filename,
         "metadata": metadata,
     }
+
+
+@bp.delete("/<name>")
+def delete_collection(name: str):
+    svc = services()
+    with svc.database.session() as session:
+        collection = store.get_collection(session, name)
+        collection_id = collection.id
+        store.delete_collection(session, collection)
+    svc.indexes.forget(collection_id)
+    return "", 204
+
+
+@bp.delete("/<name>/documents/<path:document_id>")
+def delete_document(name: str, document_id: str):
+    svc = services()
+    with svc.database.session() as session:
+        store.delete_document(session, store.get_collection(session, name), document_id)
+    return "", 204
+
+
+@bp.get("/<name>/jobs")
+def jobs(name: str):
+    limit = int_arg("limit", 50, 1, MAX_PAGE)
+    offset = int_arg("offset", 0, 0, 2**31)
+    status = request.args.get("status")
+    if status is not None and status not in JOB_STATES:
+        raise InvalidRequestError(f"status must be one of {', '.join(JOB_STATES)}", code="invalid_request")
+    with services().database.session() as session:
+        collection = store.get_collection(session, name)
+        rows, total = list_jobs(session, collection, limit=limit, offset=offset, status=status)
+        return {"jobs": [job_to_dict(job) for job in rows], "total": total, "limit": limit, "offset": offset}

@@ -39,6 +39,12 @@ class DocumentsCreate(Strict):
     documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_JSON_DOCUMENTS)
 
 
+class SearchFilter(Strict):
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    document_ids: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(default=None, max_length=10_000)
+    sources: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(default=None, max_length=10_000)
+
+
 class SearchRequest(Strict):
     collection: CollectionName
     query: Query
@@ -46,6 +52,7 @@ class SearchRequest(Strict):
     candidates: int | None = Field(default=None, ge=1, le=MAX_CANDIDATES)
     rerank: bool | None = None
     reranker: str | None = None
+    filter: SearchFilter | None = None
 
 
 class RerankDocument(Strict):

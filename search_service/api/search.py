@@ -5,6 +5,7 @@ from flask import Blueprint
 from search_service.api import parse_body, services
 from search_service.api.schemas import RerankRequest, SearchRequest
 from search_service.rerankers.base import sigmoid
+from search_service.retrieval.filters import document_matcher
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
 
@@ -20,6 +21,7 @@ def search():
         candidates=body.candidates or svc.settings.candidates,
         rerank=body.rerank,
         reranker=body.reranker,
+        document_filter=document_matcher(**body.filter.model_dump()) if body.filter else None,
     )
 
 

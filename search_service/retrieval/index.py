@@ -53,11 +53,16 @@ class VectorIndex:
         if len(ids):
             self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
-    def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
-        if len(self) == 0 or k <= 0:
+    def search(self, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The k best (id, score) pairs, only among `allowed_ids` when given (exact either way)."""
+        if len(self) == 0 or k <= 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             return []
         query = np.ascontiguousarray(vector, dtype=np.float32).reshape(1, -1)
-        scores, ids = self.index.search(query, min(k, len(self)))
+        params = None
+        if allowed_ids is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+            params = faiss.SearchParameters(sel=selector)
+        scores, ids = self.index.search(query, min(k, len(self)), params=params)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i != -1]
 
     def save(self, path: Path, metadata: dict) -> None:
@@ -135,6 +140,15 @@ class IndexManager:
             },
         )
         return path
+
+    def rebuild(self, session: Session, collection: Collection) -> Path:
+        """Drop the cached index and snapshot, rebuild from the database, write a new snapshot."""
+        self.forget(collection.id)
+        with self._lock:
+            index = VectorIndex(collection.dimension)
+            self._catch_up(session, collection, index)
+            self._indexes[collection.id] = (collection.vector_version, index)
+        return self.save_snapshot(session, collection)
 
     def forget(self, collection_id: int) -> None:
         with self._lock:

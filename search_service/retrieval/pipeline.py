@@ -6,6 +6,8 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
+
 from search_service.errors import InvalidRequestError, NotFoundError
 from search_service.rerankers.base import sigmoid
 from search_service.retrieval.index import IndexManager
@@ -66,7 +68,9 @@ class SearchPipeline:
         candidates: int,
         rerank: bool | None = None,
         reranker: str | None = None,
+        document_filter=None,
     ) -> dict:
+        """`document_filter(external_id, source, metadata) -> bool` restricts the candidates."""
         timer = Timer()
         started = time.perf_counter()
         use_reranker = bool(self.rerankers.rerankers) if rerank is None else rerank
@@ -78,10 +82,14 @@ class SearchPipeline:
                 index = self.indexes.get(session, collection)
             with timer.stage("embed"):
                 vector = self.embedder.embed([query], kind="query")[0]
+            allowed = None
+            if document_filter is not None:
+                with timer.stage("db"):
+                    allowed = np.array(store.matching_chunk_ids(session, collection, document_filter), dtype=np.int64)
             with timer.stage("search"):
-                hits = index.search(vector, candidates)
+                hits = index.search(vector, candidates, allowed_ids=allowed)
             with timer.stage("db"):
-                rows = store.chunks_by_id(session, [chunk_id for chunk_id, _ in hits])
+                rows = store.chunks_by_id(session, collection, [chunk_id for chunk_id, _ in hits])
         results = []
         for rank, (chunk_id, dense_score) in enumerate(hits, start=1):
             if chunk_id not in rows:  # deleted after the index snapshot was taken

@@ -140,8 +140,47 @@ def bump_version(session: Session, collection: Collection) -> None:
     session.refresh(collection)
 
 
-def chunks_by_id(session: Session, ids: list[int]) -> dict[int, tuple[Chunk, Document]]:
+def chunks_by_id(session: Session, collection: Collection, ids: list[int]) -> dict[int, tuple[Chunk, Document]]:
     if not ids:
         return {}
-    rows = session.execute(select(Chunk, Document).join(Document, Chunk.document_id == Document.id).where(Chunk.id.in_(ids))).all()
+    rows = session.execute(
+        select(Chunk, Document)
+        .join(Document, Chunk.document_id == Document.id)
+        .where(Chunk.id.in_(ids), Chunk.collection_id == collection.id)
+    ).all()
     return {chunk.id: (chunk, document) for chunk, document in rows}
+
+
+def delete_document(session: Session, collection: Collection, external_id: str) -> None:
+    """Remove a document with its chunks and vectors; the version bump tells index caches."""
+    document = get_document(session, collection, external_id)
+    session.execute(delete(Chunk).where(Chunk.document_id == document.id))
+    session.execute(delete(Document).where(Document.id == document.id))
+    bump_version(session, collection)
+
+
+def delete_collection(session: Session, collection: Collection) -> None:
+    """Remove a collection and everything in it (jobs included)."""
+    from search_service.store.models import Job
+
+    for model in (Chunk, Document, Job):
+        session.execute(delete(model).where(model.collection_id == collection.id))
+    session.execute(delete(Collection).where(Collection.id == collection.id))
+
+
+def matching_chunk_ids(session: Session, collection: Collection, document_filter) -> list[int]:
+    """Ids of the collection's chunks whose document passes `document_filter(document)`."""
+    rows = session.execute(
+        select(Document.id, Document.external_id, Document.source, Document.meta).where(
+            Document.collection_id == collection.id
+        )
+    ).all()
+    documents = [row[0] for row in rows if document_filter(row[1], row[2], row[3] or {})]
+    ids: list[int] = []
+    for start in range(0, len(documents), 1000):
+        ids.extend(
+            session.scalars(
+                select(Chunk.id).where(Chunk.document_id.in_(documents[start : start + 1000]))
+            ).all()
+        )
+    return ids
