@@ -71,8 +71,14 @@ class Reranker:
         """The longest input the model's positions allow, or None when unbounded."""
         return None
 
-    def tokenize(self, pairs: Sequence[tuple[str, str]], max_length: int) -> list[Any]:
-        """One unpadded feature per pair; `len(feature)` is its token count. Must be thread-safe."""
+    def tokenize(
+        self, pairs: Sequence[tuple[str, str]], max_length: int, **options: Any
+    ) -> list[Any]:
+        """One unpadded feature per pair; `len(feature)` is its token count. Must be thread-safe.
+
+        `options` are the family's per-call options given to `score`/`score_pairs`/`rank` (the
+        llm family's `prompt`); a family that takes none may leave them out of its signature.
+        """
         raise NotImplementedError
 
     def collate(self, features: Sequence[Any]) -> dict[str, torch.Tensor]:
@@ -95,11 +101,15 @@ class Reranker:
         normalize: bool = False,
         batch_size: int | None = None,
         max_length: int | None = None,
+        **options: Any,
     ) -> list[float]:
-        """One score per passage, in the caller's order; sigmoid-mapped to (0, 1) if `normalize`."""
+        """One score per passage, in the caller's order; sigmoid-mapped to (0, 1) if `normalize`.
+
+        `options`: the family's per-call options, passed on to its `tokenize` (llm: `prompt`).
+        """
         pairs = [(query, passage) for passage in passages]
         return self.score_pairs(
-            pairs, normalize=normalize, batch_size=batch_size, max_length=max_length
+            pairs, normalize=normalize, batch_size=batch_size, max_length=max_length, **options
         )
 
     def score_pairs(
@@ -108,12 +118,13 @@ class Reranker:
         normalize: bool = False,
         batch_size: int | None = None,
         max_length: int | None = None,
+        **options: Any,
     ) -> list[float]:
         if not pairs:
             return []
         checked = [self._check_pair(pair) for pair in pairs]
         length = self.max_length if max_length is None else self._check_max_length(max_length)
-        features = self.tokenize(checked, length)
+        features = self.tokenize(checked, length, **options)
         scores = self._score_features(features, batch_size or self.batch_size)
         return [sigmoid(score) for score in scores] if normalize else scores
 
@@ -125,10 +136,16 @@ class Reranker:
         normalize: bool = False,
         batch_size: int | None = None,
         max_length: int | None = None,
+        **options: Any,
     ) -> list[tuple[int, float]]:
         """(passage index, score) pairs, best first; equal scores keep the passages' order."""
         scores = self.score(
-            query, passages, normalize=normalize, batch_size=batch_size, max_length=max_length
+            query,
+            passages,
+            normalize=normalize,
+            batch_size=batch_size,
+            max_length=max_length,
+            **options,
         )
         ranked = sorted(enumerate(scores), key=lambda item: -item[1])
         return ranked if top_n is None else ranked[: max(top_n, 0)]

@@ -50,6 +50,40 @@ FAMILIES: dict[str, Family] = {
             is_single_label_classifier,
             "cross-encoder with a one-label sequence-classification head (bge-reranker-v2-m3)",
         ),
+        # layerwise and lightweight go above: their architectures also end in ForCausalLM.
+        Family(
+            "layerwise",
+            "search_service.rerankers.layerwise:LayerwiseReranker",
+            # Plain MiniCPM LMs share model_type "minicpm": only the layerwise config has start_layer.
+            lambda config: "LayerWiseMiniCPMForCausalLM" in (config.get("architectures") or [])
+            or str((config.get("auto_map") or {}).get("AutoModelForCausalLM", "")).endswith(
+                ".LayerWiseMiniCPMForCausalLM"
+            )
+            or (config.get("model_type") == "minicpm" and "start_layer" in config),
+            "MiniCPM with a relevance head per layer, LayerWiseMiniCPMForCausalLM "
+            "(bge-reranker-v2-minicpm-layerwise)",
+        ),
+        Family(
+            "lightweight",
+            "search_service.rerankers.lightweight:LightweightReranker",
+            lambda config: "CostWiseGemmaForCausalLM" in (config.get("architectures") or [])
+            or config.get("model_type") == "cost_wise_gemma"
+            or str((config.get("auto_map") or {}).get("AutoModelForCausalLM", "")).endswith(
+                ".CostWiseGemmaForCausalLM"
+            ),
+            "Gemma2 with per-layer relevance heads and token compression, "
+            "CostWiseGemmaForCausalLM (bge-reranker-v2.5-gemma2-lightweight)",
+        ),
+        Family(
+            "llm",
+            "search_service.rerankers.llm:LLMReranker",
+            lambda config: any(
+                str(arch).endswith("ForCausalLM")
+                and not str(arch).startswith(("LayerWise", "CostWise"))
+                for arch in config.get("architectures") or []
+            ),
+            "decoder-only LLM scored by its 'Yes' logit, *ForCausalLM (bge-reranker-v2-gemma)",
+        ),
     ]
 }
 

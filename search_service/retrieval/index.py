@@ -108,7 +108,7 @@ class IndexManager:
     def __init__(self, index_dir: Path):
         self.index_dir = Path(index_dir)
         self._indexes: dict[int, tuple[int, VectorIndex]] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def snapshot_path(self, collection_id: int) -> Path:
         return self.index_dir / f"collection-{collection_id}.faiss"
@@ -123,6 +123,11 @@ class IndexManager:
             self._catch_up(session, collection, index)
             self._indexes[collection.id] = (collection.vector_version, index)
             return index
+
+    def search(self, session: Session, collection: Collection, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Catch up, then search, under one lock: a search never runs while the index changes."""
+        with self._lock:
+            return self.get(session, collection).search(vector, k, allowed_ids)
 
     def save_snapshot(self, session: Session, collection: Collection) -> Path:
         index = self.get(session, collection)

@@ -79,7 +79,6 @@ class SearchPipeline:
         with self.database.session() as session:
             with timer.stage("db"):
                 collection = store.get_collection(session, collection_name)
-                index = self.indexes.get(session, collection)
             with timer.stage("embed"):
                 vector = self.embedder.embed([query], kind="query")[0]
             allowed = None
@@ -87,7 +86,7 @@ class SearchPipeline:
                 with timer.stage("db"):
                     allowed = np.array(store.matching_chunk_ids(session, collection, document_filter), dtype=np.int64)
             with timer.stage("search"):
-                hits = index.search(vector, candidates, allowed_ids=allowed)
+                hits = self.indexes.search(session, collection, vector, candidates, allowed)
             with timer.stage("db"):
                 rows = store.chunks_by_id(session, collection, [chunk_id for chunk_id, _ in hits])
         results = []

@@ -66,7 +66,7 @@ def test_detects_encoder_from_config():
         {
             "architectures": ["XLMRobertaForSequenceClassification"]
         },  # no labels: transformers says 2
-        {"architectures": ["GemmaForCausalLM"], "model_type": "gemma"},
+        {"architectures": ["BertModel"], "model_type": "bert"},
         {},
     ],
 )

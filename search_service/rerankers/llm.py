@@ -1,0 +1,148 @@
+"""LLM rerankers (bge-reranker-v2-gemma and other causal LMs): the logit of "Yes" after a prompt.
+
+Scores as FlagEmbedding 1.4.2's `FlagLLMReranker` does: the input is `[bos] A: {query} \\n B:
+{passage} \\n {prompt}` (built by `decoder_inputs.DecoderInputBuilder`, which documents the
+truncation), and the score is the next-token logit of the first token of "Yes" at the last real
+position. The model is transformers' own `AutoModelForCausalLM` (GemmaForCausalLM,
+LlamaForCausalLM, Qwen2ForCausalLM...). Only the last position's logits are projected onto the
+vocabulary (`logits_to_keep`), not every position's: bge-reranker-v2-gemma has 256k tokens.
+
+Per-call options (`score(..., prompt=..., query_max_length=...)`) go to `tokenize`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from search_service.devices import resolve_device, resolve_dtype
+from search_service.errors import ModelLoadError
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
+from search_service.rerankers.checkpoint import Checkpoint
+from search_service.rerankers.decoder_inputs import (
+    DecoderFeature,
+    DecoderInputBuilder,
+    last_token_positions,
+)
+
+log = logging.getLogger(__name__)
+
+YES = "Yes"
+
+
+class LLMReranker(Reranker):
+    family = "llm"
+
+    def __init__(
+        self,
+        *,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        name: str,
+        device: str,
+        dtype: torch.dtype,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        query_max_length: int | None = None,
+        prompt: str | None = None,
+    ):
+        if getattr(tokenizer, "backend_tokenizer", None) is None:
+            raise ModelLoadError(f"reranker {name!r} needs a fast tokenizer (tokenizer.json)")
+        yes_ids = tokenizer(YES, add_special_tokens=False)["input_ids"]
+        if not yes_ids:
+            raise ModelLoadError(f"reranker {name!r}: the tokenizer gives no token for {YES!r}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.inputs = DecoderInputBuilder(tokenizer)
+        self.yes_id = yes_ids[0]
+        self.query_max_length = query_max_length
+        self.prompt = prompt
+        # transformers' own causal LMs take logits_to_keep; remote-code ones may not.
+        parameters = inspect.signature(model.forward).parameters
+        self._keeps_logits = "logits_to_keep" in parameters
+        super().__init__(
+            name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size
+        )
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint: Checkpoint,
+        *,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        query_max_length: int | None = None,
+        prompt: str | None = None,
+        trust_remote_code: bool = False,
+        attn_implementation: str | None = None,
+    ) -> LLMReranker:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device_name = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, device_name)
+        source = checkpoint.name_or_path
+        options = dict(checkpoint.hub_options, trust_remote_code=trust_remote_code)
+        model_options = dict(options, dtype=torch_dtype)
+        if attn_implementation is not None:
+            model_options["attn_implementation"] = attn_implementation
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            model = AutoModelForCausalLM.from_pretrained(source, **model_options)
+            model.to(device_name)
+        except Exception as error:  # from_pretrained raises OSError, ValueError, hub errors...
+            raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
+        model.eval()
+        log.info("loaded llm reranker %s on %s (%s)", source, device_name, torch_dtype)
+        return cls(
+            model=model,
+            tokenizer=tokenizer,
+            name=source,
+            device=device_name,
+            dtype=torch_dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            query_max_length=query_max_length,
+            prompt=prompt,
+        )
+
+    @property
+    def max_supported_length(self) -> int | None:
+        # The passage budget; the prompt and separators come on top of it (as in FlagEmbedding).
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def tokenize(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        max_length: int,
+        *,
+        prompt: str | None = None,
+        query_max_length: int | None = None,
+    ) -> list[DecoderFeature]:
+        """FlagLLMReranker's inputs; `prompt` and `query_max_length` default to the instance's."""
+        return self.inputs.build(
+            pairs,
+            max_length,
+            prompt=self.prompt if prompt is None else prompt,
+            query_max_length=query_max_length or self.query_max_length,
+        )
+
+    def collate(self, features: Sequence[DecoderFeature]) -> dict[str, torch.Tensor]:
+        batch = self.inputs.collate(features)
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        last = last_token_positions(batch["attention_mask"])
+        if self._keeps_logits:
+            logits = self.model(
+                **batch, logits_to_keep=last[:, None], use_cache=False, return_dict=True
+            ).logits[:, 0]
+        else:
+            logits = self.model(**batch, use_cache=False, return_dict=True).logits
+            logits = logits[torch.arange(logits.shape[0], device=logits.device), last]
+        return logits[:, self.yes_id]
