@@ -111,6 +111,8 @@ class Chunk(Base):
     token_count: Mapped[int] = mapped_column(Integer)
     meta: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
+    # Lexical weights {token_id: weight} from a sparse head (bge-m3), when the embedder has one.
+    sparse: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     document: Mapped[Document] = relationship(back_populates="chunks")
 
@@ -145,6 +147,23 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     collection: Mapped[Collection] = relationship()
+
+
+class ApiKey(Base):
+    """An API key: only a hash of the secret is stored; role and collections bound what it may do."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (AUTOINCREMENT,)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)  # shown in lists, finds the row
+    key_hash: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))  # read | write | admin
+    collections: Mapped[list] = mapped_column(JSON, default=list)  # names; ["*"] = all
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 JOB_STATES = ("pending", "parsing", "embedding", "indexed", "failed")
