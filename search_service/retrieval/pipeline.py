@@ -69,6 +69,7 @@ class SearchPipeline:
         rerank: bool | None = None,
         reranker: str | None = None,
         document_filter=None,
+        rerank_options: dict | None = None,
     ) -> dict:
         """`document_filter(external_id, source, metadata) -> bool` restricts the candidates."""
         timer = Timer()
@@ -111,7 +112,7 @@ class SearchPipeline:
             )
         if model is not None and results:
             with timer.stage("rerank"):
-                raw = model.score(query, [r["text"] for r in results])
+                raw = model.score(query, [r["text"] for r in results], **(rerank_options or {}))
             for result, value in zip(results, raw):
                 result["rerank_score"] = float(value)
                 result["score"] = sigmoid(float(value))
