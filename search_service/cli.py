@@ -1,4 +1,4 @@
-"""`search-service`: migrate, ingest, worker, serve, search."""
+"""`search-service`: migrate, ingest, worker, serve, search, rerank."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def reindex(ctx: Context, names):
     database = Database(ctx.settings.database_url)
     try:
         require_migrated(database)
-        indexes = IndexManager(ctx.settings.index_dir)
+        indexes = IndexManager(ctx.settings.index_dir, kind=ctx.settings.index_type, flat_max=ctx.settings.index_flat_max)
         with database.session() as session:
             collections = [store.get_collection(session, n) for n in names] or [
                 c for c, _, _ in store.list_collections(session)
@@ -222,3 +222,66 @@ def search(ctx: Context, query, collection, top_k, candidates, no_rerank, as_jso
         snippet = " ".join(result["text"].split())[:200]
         click.echo(f"{rank}. [{result['score']:.4f}] {result['document_id']} ({result['start']}-{result['end']})")
         click.echo(f"   {snippet}")
+
+
+def _int_list(_ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return [int(item) for item in value.split(",") if item.strip()]
+    except ValueError:
+        raise click.BadParameter("expected integers separated by commas", param=param) from None
+
+
+@main.command()
+@click.argument("query")
+@click.argument("passages", nargs=-1)
+@click.option("--file", "-f", "passage_file", type=click.File("r", encoding="utf-8"),
+              help="Passages, one per line (blank lines skipped); '-' reads stdin.")
+@click.option("--model", "-m", help="A RAG_RERANKERS name, or a hub id / local directory "
+              "(default: the default reranker).")
+@click.option("--family", help="Force the reranker family (encoder, llm, layerwise, lightweight).")
+@click.option("--normalize", is_flag=True, help="Sigmoid scores in (0, 1) instead of raw logits.")
+@click.option("--top-n", type=click.IntRange(min=1), help="Only the best N.")
+@click.option("--prompt", help="llm, layerwise, lightweight: the instruction after the pair.")
+@click.option("--cutoff-layers", callback=_int_list, help="layerwise, lightweight: the scoring layer.")
+@click.option("--compress-ratio", type=int, help="lightweight: 1, 2, 4 or 8.")
+@click.option("--compress-layers", callback=_int_list, help="lightweight: layers, e.g. 24,40.")
+@click.option("--max-length", type=int, help="Token budget per pair (default 512).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON shaped like /v1/rerank.")
+@click.pass_obj
+def rerank(ctx: Context, query, passages, passage_file, model, family, normalize, top_n, as_json, **options):
+    """Score PASSAGES (and --file lines) against QUERY, best first; no database needed."""
+    from pydantic import ValidationError
+
+    from search_service.api.errors import describe_validation_error
+    from search_service.api.schemas import RerankOptions
+    from search_service.retrieval.rerank import rerank_response
+    from search_service.services import load_reranker_spec, pick_reranker_spec
+
+    texts = list(passages)
+    if passage_file is not None:
+        texts += [line.rstrip("\r") for line in passage_file.read().split("\n") if line.strip()]
+    if not texts:
+        fail("no passages: give them as arguments or with --file (one per line, '-' for stdin)")
+    try:
+        requested = RerankOptions(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        fail(describe_validation_error(exc))
+    spec = pick_reranker_spec(ctx.settings, model, family)
+    if spec is None:
+        fail("no reranker is configured: pass --model or set RAG_RERANKER_MODEL / RAG_RERANKERS")
+    try:
+        reranker = load_reranker_spec(spec, ctx.settings.device)
+        response = rerank_response(
+            reranker, spec.name, query, texts, top_n=top_n, raw_scores=not normalize,
+            return_documents=True, options=requested.for_reranker(reranker),
+        )
+    except ServiceError as exc:
+        fail(exc.message)
+    if as_json:
+        click.echo(json.dumps(response, indent=2, ensure_ascii=False))
+        return
+    for rank, result in enumerate(response["results"], start=1):
+        snippet = " ".join(result["document"]["text"].split())[:200]
+        click.echo(f"{rank}. [{result['relevance_score']:.4f}] #{result['index']} {snippet}")

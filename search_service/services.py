@@ -29,13 +29,77 @@ class Services:
         self.database.dispose()
 
 
-def load_rerankers(settings: Settings) -> RerankerSet:
-    if settings.reranker_model is None:
-        return RerankerSet({}, None)
+@dataclass(frozen=True)
+class RerankerSpec:
+    """One reranker to load: the name requests use, where it comes from, the setting naming it."""
+
+    name: str
+    source: str
+    family: str | None
+    setting: str
+
+
+def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
+    """The rerankers the settings ask for, and the default's name.
+
+    RAG_RERANKERS entries are loaded under their names. RAG_RERANKER_MODEL is the default: the name
+    of an RAG_RERANKERS entry, or an id/path loaded under that id; when it is none, the first
+    entry is the default. RAG_RERANKER_FAMILY applies to the default only.
+    """
+    specs = [
+        RerankerSpec(name, source, None, f"RAG_RERANKERS ({name}=...)")
+        for name, source in settings.rerankers
+    ]
+    default = settings.reranker_model
+    if default is None and specs:
+        default = specs[0].name
+    if default is None:
+        return specs, None
+    for index, spec in enumerate(specs):
+        if spec.name == default:
+            specs[index] = RerankerSpec(spec.name, spec.source, settings.reranker_family, spec.setting)
+            return specs, default
+    specs.insert(0, RerankerSpec(default, default, settings.reranker_family, "RAG_RERANKER_MODEL"))
+    return specs, default
+
+
+def pick_reranker_spec(
+    settings: Settings, model: str | None = None, family: str | None = None
+) -> RerankerSpec | None:
+    """The spec for `model`: a configured name, else an id or path; None picks the default."""
+    specs, default = reranker_specs(settings)
+    wanted = default if model is None else model
+    for spec in specs:
+        if spec.name == wanted:
+            return spec if family is None else RerankerSpec(spec.name, spec.source, family, spec.setting)
+    if model is None:
+        return None
+    return RerankerSpec(model, model, family, "--model")
+
+
+def load_reranker_spec(spec: RerankerSpec, device: str):
+    from search_service.errors import ModelLoadError
     from search_service.rerankers import load_reranker
 
-    reranker = load_reranker(settings.reranker_model, device=settings.device, family=settings.reranker_family)
-    return RerankerSet({settings.reranker_model: reranker}, settings.reranker_model)
+    try:
+        return load_reranker(spec.source, device=device, family=spec.family)
+    except ModelLoadError as error:
+        raise ModelLoadError(f"{spec.setting}: {error.message}") from error
+
+
+def load_rerankers(settings: Settings) -> RerankerSet:
+    """Every configured reranker, each checkpoint loaded once even when several names share it."""
+    specs, default = reranker_specs(settings)
+    loaded: dict[tuple[str, str | None], object] = {}
+    rerankers = {}
+    for spec in specs:
+        key = (spec.source, spec.family)
+        if key not in loaded:
+            loaded[key] = load_reranker_spec(spec, settings.device)
+        rerankers[spec.name] = loaded[key]
+    if len(rerankers) > 1:
+        log.info("rerankers loaded: %s (default %s)", ", ".join(rerankers), default)
+    return RerankerSet(rerankers, default)
 
 
 def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet | None = None, with_rerankers: bool = True) -> Services:
@@ -50,7 +114,7 @@ def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet 
     except BaseException:
         database.dispose()
         raise
-    indexes = IndexManager(settings.index_dir)
+    indexes = IndexManager(settings.index_dir, kind=settings.index_type, flat_max=settings.index_flat_max)
     return Services(
         settings=settings,
         database=database,

@@ -38,6 +38,24 @@ def _parse_optional_model(raw: str) -> str | None:
     return None if raw.strip().lower() in DISABLED else raw.strip()
 
 
+RERANKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+
+
+def _parse_rerankers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """`name=path_or_id,name2=path_or_id` -> ((name, path_or_id), ...), in order."""
+    entries = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, source = item.partition("=")
+        if not sep or not key.strip() or not source.strip():
+            raise ConfigurationError(
+                f"{name} must be name=path_or_id entries separated by commas, got {item.strip()!r}"
+            )
+        entries.append((key.strip(), source.strip()))
+    return tuple(entries)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Every setting of the service. Tests build it directly; processes use `from_env()`."""
@@ -47,6 +65,10 @@ class Settings:
     embedder_model: str = "BAAI/bge-m3"
     reranker_model: str | None = "BAAI/bge-reranker-v2-m3"  # None disables reranking
     reranker_family: str | None = None  # None -> detected from the checkpoint's config
+    # More rerankers loaded by name, ((name, path_or_id), ...); requests pick one with `model` /
+    # `reranker`. The default is `reranker_model` (a name from here, or an id/path loaded under
+    # that id), or the first entry when `reranker_model` is None.
+    rerankers: tuple[tuple[str, str], ...] = ()
     device: str = "auto"
     candidates: int = 50
     top_k: int = 5
@@ -57,6 +79,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     worker_poll_seconds: float = 1.0
+    index_type: str = "auto"  # auto | flat | hnsw
+    index_flat_max: int = 100_000
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
     parse_timeout_seconds: float = 60.0
@@ -71,6 +95,9 @@ class Settings:
             raise ConfigurationError(
                 f"RAG_DEVICE must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
             )
+        if self.index_type not in ("auto", "flat", "hnsw"):
+            raise ConfigurationError(f"RAG_INDEX_TYPE must be auto, flat or hnsw, got {self.index_type!r}")
+        self._check_rerankers()
         if self.candidates < 1 or self.top_k < 1:
             raise ConfigurationError("RAG_CANDIDATES and RAG_TOP_K must be at least 1")
         if self.top_k > self.candidates:
@@ -82,6 +109,21 @@ class Settings:
         if self.chunk_overlap is not None and self.chunk_tokens is not None:
             if self.chunk_overlap >= self.chunk_tokens:
                 raise ConfigurationError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
+
+    def _check_rerankers(self) -> None:
+        object.__setattr__(self, "rerankers", tuple(tuple(entry) for entry in self.rerankers))
+        seen: set[str] = set()
+        for name, source in self.rerankers:
+            if not RERANKER_NAME.match(name):
+                raise ConfigurationError(
+                    f"RAG_RERANKERS: invalid reranker name {name!r} (letters, digits and . _ : / "
+                    "@ + -, starting with a letter or digit, at most 128 characters)"
+                )
+            if name in seen:
+                raise ConfigurationError(f"RAG_RERANKERS names {name!r} twice")
+            if not source:
+                raise ConfigurationError(f"RAG_RERANKERS: {name!r} has no path or id")
+            seen.add(name)
 
     @property
     def index_dir(self) -> Path:
@@ -98,6 +140,10 @@ class Settings:
         for name, (attr, parse) in ENVIRONMENT.items():
             if name in env:
                 values[attr] = parse(name, env[name])
+        # Only named rerankers configured: the first is the default, bge-reranker-v2-m3 is not
+        # loaded on top of them.
+        if values.get("rerankers") and "RAG_RERANKER_MODEL" not in env:
+            values["reranker_model"] = None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -120,6 +166,7 @@ ENVIRONMENT = {
     "RAG_EMBEDDER_MODEL": ("embedder_model", _text),
     "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: _parse_optional_model(raw)),
     "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: _parse_optional_model(raw)),
+    "RAG_RERANKERS": ("rerankers", _parse_rerankers),
     "RAG_DEVICE": ("device", lambda _n, raw: raw.strip().lower()),
     "RAG_CANDIDATES": ("candidates", lambda n, raw: _parse_int(n, raw, 1)),
     "RAG_TOP_K": ("top_k", lambda n, raw: _parse_int(n, raw, 1)),
@@ -130,6 +177,8 @@ ENVIRONMENT = {
     "RAG_HOST": ("host", _text),
     "RAG_PORT": ("port", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
+    "RAG_INDEX_TYPE": ("index_type", lambda _n, raw: raw.strip().lower()),
+    "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", _float),
     "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: _parse_int(n, raw, 1)),
     "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", _float),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from search_service.errors import InvalidRequestError
 
 MAX_QUERY_CHARS = 8_192
 MAX_PASSAGE_CHARS = 100_000
@@ -13,6 +15,10 @@ MAX_TOP_K = 100
 MAX_CANDIDATES = 1_000
 MAX_JSON_DOCUMENTS = 1_000
 MAX_PAGE = 500
+MAX_PROMPT_CHARS = 2_000
+MAX_RERANK_LENGTH = 8_192  # bge-reranker-v2-m3's limit; a model's own limit is checked on top
+MAX_LAYERS = 8
+FAMILY_OPTIONS = ("prompt", "cutoff_layers", "compress_ratio", "compress_layers")
 
 Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)]
 CollectionName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -45,6 +51,63 @@ class SearchFilter(Strict):
     sources: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(default=None, max_length=10_000)
 
 
+Layer = Annotated[int, Field(ge=0, le=1_000)]
+Layers = Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)]
+
+
+class RerankOptions(Strict):
+    """Per-request reranker options. Bounds that need the model are checked by `for_reranker`."""
+
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)] | None = None
+    cutoff_layers: Layer | Layers | None = None
+    compress_ratio: Literal[1, 2, 4, 8] | None = None
+    compress_layers: Layers | None = None
+    max_length: int | None = Field(default=None, ge=1, le=MAX_RERANK_LENGTH)
+
+    def given(self) -> dict[str, Any]:
+        return self.model_dump(include={*FAMILY_OPTIONS, "max_length"}, exclude_none=True)
+
+    def for_reranker(self, reranker) -> dict[str, Any]:
+        """The options as `Reranker.score` keywords, checked against the chosen model (400s)."""
+        options = self.given()
+        supported = getattr(reranker, "options", frozenset())
+        family = getattr(reranker, "family", type(reranker).__name__)
+        unsupported = [name for name in FAMILY_OPTIONS if name in options and name not in supported]
+        if unsupported:
+            takes = ", ".join(name for name in FAMILY_OPTIONS if name in supported) or "none"
+            raise InvalidRequestError(
+                f"the {family} reranker does not support {', '.join(unsupported)} "
+                f"(its options: {takes})",
+                code="unsupported_option",
+            )
+        valid = list(getattr(reranker, "layers", None) or [])
+        if "cutoff_layers" in options:
+            layers = options["cutoff_layers"]
+            layers = layers if isinstance(layers, list) else [layers]
+            if len(set(layers)) != 1:
+                _invalid(f"cutoff_layers: one layer per request, got {layers}")
+            if valid and layers[0] not in valid:
+                _invalid(f"cutoff_layers: layer {layers[0]} has no score head; choose from {_span(valid)}")
+            options["cutoff_layers"] = layers[0]
+        if "compress_layers" in options and valid:
+            wrong = [layer for layer in options["compress_layers"] if layer > max(valid)]
+            if wrong:
+                _invalid(f"compress_layers: {wrong} beyond the model's {max(valid)} layers")
+        limit = getattr(reranker, "max_supported_length", None)
+        if limit is not None and options.get("max_length", 0) > limit:
+            _invalid(f"max_length: {options['max_length']} exceeds the model's limit of {limit}")
+        return options
+
+
+def _invalid(message: str):
+    raise InvalidRequestError(message)
+
+
+def _span(values: list[int]) -> str:
+    consecutive = values == list(range(values[0], values[-1] + 1))
+    return f"{values[0]}..{values[-1]}" if consecutive and len(values) > 2 else str(values)
+
+
 class SearchRequest(Strict):
     collection: CollectionName
     query: Query
@@ -52,6 +115,7 @@ class SearchRequest(Strict):
     candidates: int | None = Field(default=None, ge=1, le=MAX_CANDIDATES)
     rerank: bool | None = None
     reranker: str | None = None
+    rerank_options: RerankOptions | None = None
     filter: SearchFilter | None = None
 
 
@@ -59,7 +123,7 @@ class RerankDocument(Strict):
     text: Annotated[str, StringConstraints(max_length=MAX_PASSAGE_CHARS)]
 
 
-class RerankRequest(Strict):
+class RerankRequest(RerankOptions):
     model: str | None = None
     query: Query
     documents: list[Annotated[str, StringConstraints(max_length=MAX_PASSAGE_CHARS)] | RerankDocument] = Field(

@@ -1,11 +1,10 @@
-import uuid
-
 from flask import Blueprint
 
 from search_service.api import parse_body, services
 from search_service.api.schemas import RerankRequest, SearchRequest
-from search_service.rerankers.base import sigmoid
+from search_service.errors import InvalidRequestError
 from search_service.retrieval.filters import document_matcher
+from search_service.retrieval.rerank import rerank_response
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
 
@@ -22,24 +21,50 @@ def search():
         rerank=body.rerank,
         reranker=body.reranker,
         document_filter=document_matcher(**body.filter.model_dump()) if body.filter else None,
+        rerank_options=_search_rerank_options(body, svc),
     )
+
+
+def _search_rerank_options(body: SearchRequest, svc) -> dict | None:
+    """`rerank_options` checked against the reranker the search will use."""
+    if body.rerank_options is None or not body.rerank_options.given():
+        return None
+    if body.rerank is False:
+        raise InvalidRequestError("rerank_options need reranking; drop them or send rerank: true")
+    return body.rerank_options.for_reranker(svc.rerankers.pick(body.reranker))
 
 
 @bp.post("/rerank")
 def rerank():
     """Cohere/Jina-compatible rerank: scores every document against the query."""
     body = parse_body(RerankRequest)
-    reranker = services().rerankers.pick(body.model)
-    texts = body.texts()
-    results = []
-    for index, raw in reranker.rank(body.query, texts, top_n=body.top_n):
-        item = {"index": index, "relevance_score": float(raw) if body.raw_scores else sigmoid(float(raw))}
-        if body.return_documents:
-            item["document"] = {"text": texts[index]}
-        results.append(item)
+    rerankers = services().rerankers
+    reranker = rerankers.pick(body.model)
+    return rerank_response(
+        reranker,
+        body.model or rerankers.default,
+        body.query,
+        body.texts(),
+        top_n=body.top_n,
+        raw_scores=body.raw_scores,
+        return_documents=body.return_documents,
+        options=body.for_reranker(reranker),
+    )
+
+
+@bp.get("/rerankers")
+def rerankers():
+    """The loaded rerankers by name, with the family options each accepts."""
+    loaded = services().rerankers
     return {
-        "id": str(uuid.uuid4()),
-        "model": reranker.name,
-        "results": results,
-        "meta": {"billed_units": {"search_units": 1}, "raw_scores": body.raw_scores},
+        "default": loaded.default,
+        "rerankers": [
+            {
+                "name": name,
+                "family": reranker.family,
+                "options": sorted(reranker.options),
+                "max_length": reranker.max_supported_length,
+            }
+            for name, reranker in loaded.rerankers.items()
+        ],
     }

@@ -36,6 +36,10 @@ class Reranker:
     """Scores (query, passage) pairs; one instance per process, called from many request threads."""
 
     family: ClassVar[str] = "base"
+    # The per-call family options `score`/`score_pairs`/`rank` accept besides the common
+    # `normalize`, `batch_size` and `max_length` (llm: prompt). The API refuses any other option
+    # with `unsupported_option` before the model runs.
+    options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ class EncodedPair:
 
 class EncoderReranker(Reranker):
     family = "encoder"
+    options = frozenset()  # inputs are fixed by the checkpoint: no per-call options
 
     def __init__(
         self,

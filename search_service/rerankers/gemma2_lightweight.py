@@ -33,7 +33,7 @@ What the forward does, as FlagEmbedding 1.4.2 does on transformers 4.46:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from huggingface_hub.dataclasses import strict
@@ -149,13 +149,15 @@ class LightweightGemma2ForScoring(Gemma2PreTrainedModel):
     _supports_attention_backend = False
     _tied_weights_keys = None
     # The remote code ties a `lm_head.weight` to the embeddings; a checkpoint may carry it.
-    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.weight$"]
-    _can_record_outputs = {}
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^lm_head\.weight$"]
+    _can_record_outputs: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: LightweightGemma2Config):
         super().__init__(config)
         if not config.layer_wise:
-            raise ValueError("the lightweight reranker needs a layer-wise config (layer_wise: true)")
+            raise ValueError(
+                "the lightweight reranker needs a layer-wise config (layer_wise: true)"
+            )
         self.model = LightweightGemma2Backbone(config)
         self.lm_head = nn.ModuleList(ScoreHead(config.hidden_size) for _ in config.score_layers)
         self.post_init()

@@ -119,21 +119,16 @@ class LightweightReranker(Reranker):
         *,
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        query_max_length: int | None = None,
-        cutoff_layers: Layers | None = None,
-        compress_ratio: int = 1,
-        compress_layers: Iterable[int] = DEFAULT_COMPRESS_LAYERS,
-        prompt: str | None = None,
         attn_logit_softcapping: bool = False,
         attn_implementation: str | None = None,
+        **options: Any,
     ) -> LightweightReranker:
         """Our model code on the checkpoint's weights; `trust_remote_code` is never needed.
 
         `attn_logit_softcapping`: False (default) scores as FlagEmbedding does, without the
-        attention softcapping; True applies it (needs `attn_implementation` eager, the default
-        then). The tokenizer is loaded from tokenizer.json as it is, as transformers 4.46 does.
+        attention softcapping; True applies it (eager attention). `options`: max_length,
+        batch_size, query_max_length, cutoff_layers, compress_ratio, compress_layers, prompt.
+        The tokenizer is loaded from tokenizer.json as it is, as transformers 4.46 does.
         """
         from transformers import PreTrainedTokenizerFast
 
@@ -143,9 +138,7 @@ class LightweightReranker(Reranker):
         torch_dtype = resolve_dtype(dtype, device_name)
         source = checkpoint.name_or_path
         try:
-            attn_implementation = attention_implementation(
-                attn_logit_softcapping, attn_implementation
-            )
+            implementation = attention_implementation(attn_logit_softcapping, attn_implementation)
         except ValueError as error:
             raise ConfigurationError(f"reranker {source!r}: {error}") from error
         try:
@@ -154,7 +147,7 @@ class LightweightReranker(Reranker):
                 source,
                 dtype=torch_dtype,
                 attn_logit_softcapping=attn_logit_softcapping,
-                attn_implementation=attn_implementation,
+                attn_implementation=implementation,
                 **checkpoint.hub_options,
             )
             model.to(device_name)
@@ -163,38 +156,20 @@ class LightweightReranker(Reranker):
         if info["missing_keys"]:
             missing = ", ".join(sorted(info["missing_keys"]))
             raise ModelLoadError(f"reranker {source!r} lacks weights: {missing}")
-        log.info(
-            "loaded lightweight reranker %s on %s (%s, %s attention, softcapping %s)",
-            source,
-            device_name,
-            torch_dtype,
-            model.config._attn_implementation,
-            model.config.attn_logit_softcapping,
-        )
+        log.info("loaded lightweight reranker %s on %s (%s)", source, device_name, torch_dtype)
         return cls(
             model=model,
             tokenizer=tokenizer,
             name=source,
             device=device_name,
             dtype=torch_dtype,
-            max_length=max_length,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            cutoff_layers=cutoff_layers,
-            compress_ratio=compress_ratio,
-            compress_layers=compress_layers,
-            prompt=prompt,
+            **options,
         )
 
     @property
     def max_supported_length(self) -> int | None:
         # The passage budget; the query, prompt and separators come on top (as in FlagEmbedding).
         return getattr(self.model.config, "max_position_embeddings", None)
-
-    @property
-    def layers(self) -> list[int]:
-        """The layers that can score, in head order."""
-        return self.model.config.score_layers
 
     # -- public API ------------------------------------------------------------------------------
 
@@ -345,12 +320,9 @@ class LightweightReranker(Reranker):
     def _compression(
         ratio: int | None, layers: Iterable[int] | None, default: Compression
     ) -> Compression:
-        if ratio is None:
-            ratio = default.ratio
-        elif isinstance(ratio, bool) or not isinstance(ratio, int):
-            raise ConfigurationError(f"compress_ratio must be an integer, got {ratio!r}")
-        if ratio < 1:
-            raise ConfigurationError(f"compress_ratio must be at least 1, got {ratio}")
+        ratio = default.ratio if ratio is None else ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
+            raise ConfigurationError(f"compress_ratio must be an integer >= 1, got {ratio!r}")
         chosen = default.layers if layers is None else tuple(_integers(layers, "compress_layers"))
         return Compression(ratio, tuple(sorted(set(chosen))))
 

@@ -36,6 +36,7 @@ YES = "Yes"
 
 class LLMReranker(Reranker):
     family = "llm"
+    options = frozenset({"prompt", "query_max_length"})
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from huggingface_hub.dataclasses import strict
@@ -58,7 +58,9 @@ class LayerwiseMiniCPMConfig(LlamaConfig):
         """Parse a published config.json (transformers 4 layout: `rope_theta`, `rope_scaling`)."""
         values = dict(config)
         if values.pop("rope_scaling", None) is not None:
-            raise ModelLoadError("layerwise MiniCPM checkpoints with rope_scaling are not supported")
+            raise ModelLoadError(
+                "layerwise MiniCPM checkpoints with rope_scaling are not supported"
+            )
         if values.get("head_type", "simple") != "simple":
             raise ModelLoadError(
                 f"head_type {values['head_type']!r} is a language-model head, not a relevance "
@@ -126,21 +128,23 @@ class LayerwiseMiniCPMForScoring(PreTrainedModel):
     config: LayerwiseMiniCPMConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
-    _no_split_modules = ["MiniCPMDecoderLayer"]
+    _no_split_modules: ClassVar[list[str]] = ["MiniCPMDecoderLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
     # FlagEmbedding's class "ties" its ModuleList of heads to the embeddings when
     # tie_word_embeddings is left at its default; a checkpoint may carry that stray tensor.
-    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.weight$"]
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^lm_head\.weight$"]
 
     def __init__(self, config: LayerwiseMiniCPMConfig):
         super().__init__(config)
         self.model = MiniCPMBackbone(config)
         if config.head_multi:
             heads = range(config.start_layer, config.num_hidden_layers + 1)
-            self.lm_head: nn.Module = nn.ModuleList(LayerWiseHead(config.hidden_size) for _ in heads)
+            self.lm_head: nn.Module = nn.ModuleList(
+                LayerWiseHead(config.hidden_size) for _ in heads
+            )
         else:
             self.lm_head = LayerWiseHead(config.hidden_size)
         self.post_init()

@@ -54,12 +54,14 @@ FAMILIES: dict[str, Family] = {
         Family(
             "layerwise",
             "search_service.rerankers.layerwise:LayerwiseReranker",
-            # Plain MiniCPM LMs share model_type "minicpm": only the layerwise config has start_layer.
-            lambda config: "LayerWiseMiniCPMForCausalLM" in (config.get("architectures") or [])
-            or str((config.get("auto_map") or {}).get("AutoModelForCausalLM", "")).endswith(
-                ".LayerWiseMiniCPMForCausalLM"
-            )
-            or (config.get("model_type") == "minicpm" and "start_layer" in config),
+            # Plain MiniCPM LMs are "minicpm" too: only layerwise configs have start_layer.
+            lambda config: (
+                "LayerWiseMiniCPMForCausalLM" in (config.get("architectures") or [])
+                or str((config.get("auto_map") or {}).get("AutoModelForCausalLM", "")).endswith(
+                    ".LayerWiseMiniCPMForCausalLM"
+                )
+                or (config.get("model_type") == "minicpm" and "start_layer" in config)
+            ),
             "MiniCPM with a relevance head per layer, LayerWiseMiniCPMForCausalLM "
             "(bge-reranker-v2-minicpm-layerwise)",
         ),

@@ -124,6 +124,6 @@ class SearchPipeline:
             "query": query,
             "results": results[:top_k],
             "reranked": model is not None,
-            "reranker": getattr(model, "name", None),
+            "reranker": (reranker or self.rerankers.default) if model is not None else None,
             "timings_ms": {k: round(v, 3) for k, v in timer.ms.items()},
         }

@@ -103,3 +103,40 @@ def test_corrupt_snapshot_is_rebuilt_from_the_database(database, tmp_path):
         manager.snapshot_path(collection.id).parent.mkdir(parents=True, exist_ok=True)
         manager.snapshot_path(collection.id).write_bytes(b"not a faiss index")
     assert len(indexed_ids(database, IndexManager(tmp_path / "shared"), "c")) == 3
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_every_kind_removes_filters_and_roundtrips(kind, tmp_path):
+    vectors = unit(2000, 16, seed=3)
+    ids = np.arange(1, 2001)
+    index = VectorIndex(16, kind=kind)
+    index.add(ids, vectors)
+    query = vectors[10]
+    assert index.search(query, 1)[0][0] == 11
+    index.remove(np.array([11]))
+    assert 11 not in [i for i, _ in index.search(query, 50)]
+    assert len(index) == 1999 and 11 not in index.ids()
+    allowed = np.array([5, 11, 700, 1999])  # a selective filter: exact answer among three live ids
+    hits = index.search(query, 10, allowed_ids=allowed)
+    expected = sorted([5, 700, 1999], key=lambda i: -float(vectors[i - 1] @ query))
+    assert [i for i, _ in hits] == expected
+    path = tmp_path / f"{kind}.faiss"
+    index.save(path, {})
+    loaded, metadata = VectorIndex.load(path)
+    assert metadata["kind"] == kind and loaded.kind == kind
+    assert 11 not in [i for i, _ in loaded.search(query, 50)] and len(loaded) == 1999
+
+
+def test_manager_switches_to_hnsw_above_the_flat_limit_and_compacts(database, tmp_path):
+    manager = IndexManager(tmp_path / "idx", kind="auto", flat_max=4)
+    add_document(database, "c", "a", unit(4, 8, 1))
+    with database.session() as session:
+        assert manager.get(session, store.get_collection(session, "c")).kind == "flat"
+    add_document(database, "c", "b", unit(4, 8, 2))
+    with database.session() as session:
+        index = manager.get(session, store.get_collection(session, "c"))
+        assert index.kind == "hnsw" and len(index) == 8
+    add_document(database, "c", "a", unit(1, 8, 3))  # 4 removed -> tombstones above 20 % -> rebuilt
+    with database.session() as session:
+        index = manager.get(session, store.get_collection(session, "c"))
+        assert index.kind == "hnsw" and len(index) == 5 and not index.tombstones

@@ -1,0 +1,314 @@
+"""Run a BEIR dataset through the real service: ingestion path in, search path out, metrics.
+
+The corpus is ingested with `IngestionPipeline.ingest` (one `SourceDocument` per line: `_id` as
+external id, `title + " " + text` as text, `{"title": ...}` as metadata), so parsing, chunking,
+embedding, storage and the FAISS cache are the ones users get. Each judged query goes through
+`SearchPipeline.search(collection, query, top_k=depth, candidates=depth, ...)` once per stage;
+chunk hits are merged into document ids, a document ranked where its best chunk is.
+
+A stage is one row of `STAGES`: the search options it needs. Stages whose options the pipeline
+does not take (`mode=` before hybrid search exists) or that need a reranker when none is loaded
+are reported as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from ingestion.pipeline import SourceDocument
+from search_service.errors import ConflictError, InvalidRequestError
+from search_service.evaluation.beir import CorpusDocument, Dataset
+from search_service.evaluation.metrics import evaluate
+from search_service.store import collections as store
+from search_service.store.models import Document
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEPTH = 100  # chunks fetched per query: Recall@100 is measured on these
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One column of the report: how `SearchPipeline.search` is called for it."""
+
+    name: str
+    mode: str | None = None  # the pipeline's `mode=` ("dense", "sparse", "hybrid")
+    rerank: bool = False
+
+    def search_options(self, pipeline_takes_mode: bool) -> dict:
+        options: dict = {"rerank": self.rerank}
+        if pipeline_takes_mode and self.mode is not None:
+            options["mode"] = self.mode
+        return options
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("dense", mode="dense"),
+    Stage("sparse", mode="sparse"),
+    Stage("hybrid", mode="hybrid"),
+    Stage("reranked", mode="dense", rerank=True),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+
+def pipeline_takes_mode(pipeline) -> bool:
+    return "mode" in inspect.signature(type(pipeline).search).parameters
+
+
+def stage_status(services) -> dict[str, str | None]:
+    """Stage name -> None when it can run here, else why not."""
+    takes_mode = pipeline_takes_mode(services.search)
+    has_reranker = bool(services.search.rerankers.rerankers)
+    status: dict[str, str | None] = {}
+    for stage in STAGES:
+        if stage.mode not in (None, "dense") and not takes_mode:
+            status[stage.name] = f"the search pipeline has no mode={stage.mode!r}"
+        elif stage.rerank and not has_reranker:
+            status[stage.name] = "no reranker is configured (RAG_RERANKER_MODEL=none)"
+        else:
+            status[stage.name] = None
+    return status
+
+
+def select_stages(services, requested: Sequence[str] | None) -> tuple[list[Stage], dict[str, str]]:
+    """(stages to run, {skipped stage: reason}). Requested stages that cannot run are an error."""
+    status = stage_status(services)
+    if requested:
+        unknown = [name for name in requested if name not in status]
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGE_NAMES)}", code="invalid_stage"
+            )
+        blocked = [f"{name} ({status[name]})" for name in requested if status[name]]
+        if blocked:
+            raise InvalidRequestError(f"cannot run stage {', '.join(blocked)}", code="invalid_stage")
+        wanted = set(requested)
+        return [s for s in STAGES if s.name in wanted], {}
+    return [s for s in STAGES if status[s.name] is None], {n: r for n, r in status.items() if r}
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    reingest: bool = False
+    reuse: bool = False
+    chunk_tokens: int | None = None
+    chunk_overlap: int | None = None
+    truncate: bool = False  # cut each document to what the embedder reads, as MTEB's model does
+    depth: int = DEFAULT_DEPTH
+    limit_queries: int | None = None
+    stages: tuple[str, ...] | None = None
+    progress: bool = True
+
+
+@dataclass
+class StageResult:
+    metrics: dict[str, float]
+    seconds: float
+    run: dict[str, list[tuple[str, float]]] = field(repr=False)  # query -> [(doc id, score)], ranked
+
+    @property
+    def ms_per_query(self) -> float:
+        return 1000 * self.seconds / max(1, len(self.run))
+
+
+def truncate_to_tokens(tokenizer, texts: list[str], max_tokens: int) -> list[str]:
+    """Each text cut after its first `max_tokens` tokens (no special tokens), at a token's end.
+
+    This is what a sentence-transformers model does to a longer input (it keeps
+    `max_seq_length` tokens, special ones included), expressed as text, so the service's
+    ingestion path embeds the same tokens as MTEB.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    cut = []
+    for start in range(0, len(texts), 256):
+        batch = texts[start : start + 256]
+        for text, encoding in zip(batch, backend.encode_batch(batch, add_special_tokens=False)):
+            offsets = encoding.offsets
+            cut.append(text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]])
+    return cut
+
+
+def source_documents(corpus: Sequence[CorpusDocument], texts: Sequence[str], dataset: Dataset) -> list[SourceDocument]:
+    """Plain-text documents: declared `.txt` so no content sniffing can read one as another format."""
+    return [
+        SourceDocument(
+            external_id=doc.id,
+            text=text,
+            filename=f"{doc.id}.txt",
+            content_type="text/plain; charset=utf-8",
+            source=f"{dataset.name}/corpus.jsonl",
+            metadata={"title": doc.title},
+        )
+        for doc, text in zip(corpus, texts)
+    ]
+
+
+def prepare_collection(services, dataset: Dataset, name: str, options: EvalOptions) -> dict:
+    """Create and fill `name` from the corpus; refuse a non-empty one unless reingest (or reuse)."""
+    ingestion = services.ingestion
+    with services.database.session() as session:
+        collection = store.find_collection(session, name)
+        documents = store.collection_counts(session, collection)[0] if collection else 0
+        if collection is not None and documents and not options.reingest:
+            if not options.reuse:
+                raise ConflictError(
+                    f"collection {name!r} already holds {documents} documents; pass --reingest to "
+                    "delete and refill it from the dataset, --reuse to evaluate it as it is, or "
+                    "name another --collection",
+                    code="collection_not_empty",
+                )
+            return _check_reusable(session, collection, dataset)
+        if collection is not None and (options.reingest or _differs(collection, ingestion, options)):
+            if not options.reingest:
+                raise ConflictError(
+                    f"collection {name!r} exists (empty) with chunks of {collection.chunk_tokens} "
+                    f"tokens, overlap {collection.chunk_overlap}; pass --reingest to recreate it "
+                    "with the requested sizes",
+                    code="collection_not_empty",
+                )
+            collection_id = collection.id
+            store.delete_collection(session, collection)
+            session.flush()
+            collection = None
+        else:
+            collection_id = None
+        if collection is None:
+            collection = ingestion.ensure_collection(session, name, options.chunk_tokens, options.chunk_overlap)
+        chunk_tokens, chunk_overlap = collection.chunk_tokens, collection.chunk_overlap
+    if collection_id is not None:
+        services.indexes.forget(collection_id)
+
+    texts = [doc.full_text for doc in dataset.corpus]
+    truncated_to = None
+    if options.truncate:
+        embedder = services.embedder
+        truncated_to = embedder.max_seq_length - embedder.num_special_tokens
+        texts = truncate_to_tokens(embedder.tokenizer, texts, truncated_to)
+    started = time.perf_counter()
+    results = ingestion.ingest(name, source_documents(dataset.corpus, texts, dataset), progress=options.progress)
+    seconds = time.perf_counter() - started
+    failed = [r for r in results if r.status == "failed"]
+    for result in failed[:5]:
+        log.warning("document %s failed: %s", result.external_id, result.error)
+    return {
+        "action": "reingested" if options.reingest and collection_id is not None else "created",
+        "documents": len(results) - len(failed),
+        "failed": len(failed),
+        "chunks": sum(r.chunks for r in results),
+        "chunk_tokens": chunk_tokens,
+        "chunk_overlap": chunk_overlap,
+        "truncated_to_tokens": truncated_to,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _differs(collection, ingestion, options: EvalOptions) -> bool:
+    if options.chunk_tokens is None and options.chunk_overlap is None:
+        return False
+    wanted = ingestion.chunk_settings(options.chunk_tokens, options.chunk_overlap)
+    return wanted != (collection.chunk_tokens, collection.chunk_overlap)
+
+
+def _check_reusable(session, collection, dataset: Dataset) -> dict:
+    from sqlalchemy import select
+
+    stored = set(session.scalars(select(Document.external_id).where(Document.collection_id == collection.id)))
+    wanted = {doc.id for doc in dataset.corpus}
+    if stored != wanted:
+        raise ConflictError(
+            f"collection {collection.name!r} does not hold exactly the corpus of {dataset.name} "
+            f"({len(stored & wanted)} of {len(wanted)} documents, {len(stored - wanted)} others); "
+            "pass --reingest instead of --reuse",
+            code="collection_not_empty",
+        )
+    documents, chunks = store.collection_counts(session, collection)
+    return {
+        "action": "reused",
+        "documents": documents,
+        "failed": 0,
+        "chunks": chunks,
+        "chunk_tokens": collection.chunk_tokens,
+        "chunk_overlap": collection.chunk_overlap,
+        "truncated_to_tokens": None,
+        "seconds": 0.0,
+    }
+
+
+def merge_by_document(results: list[dict]) -> list[tuple[str, float]]:
+    """Chunk results, best first, -> [(document id, its best chunk's score)] in the same order."""
+    merged: dict[str, float] = {}
+    for result in results:
+        merged.setdefault(result["document_id"], float(result["score"]))
+    return list(merged.items())
+
+
+def run_stage(services, dataset: Dataset, collection: str, stage: Stage, options: EvalOptions) -> StageResult:
+    search_options = stage.search_options(pipeline_takes_mode(services.search))
+    ranked: dict[str, list[tuple[str, float]]] = {}
+    started = time.perf_counter()
+    for query_id, text in tqdm(dataset.queries.items(), desc=f"{dataset.name} {stage.name}", unit="query",
+                               disable=not options.progress):
+        response = services.search.search(
+            collection, text, top_k=options.depth, candidates=options.depth, **search_options
+        )
+        ranked[query_id] = merge_by_document(response["results"])
+    seconds = time.perf_counter() - started
+    # trec_eval orders by score; the pipeline's order is the truth (scores of a fused or
+    # reranked list may tie or be on another scale), so metrics see a score from the rank.
+    run = {q: {doc: float(len(docs) - i) for i, (doc, _) in enumerate(docs)} for q, docs in ranked.items()}
+    return StageResult(evaluate(dataset.qrels, run), seconds, ranked)
+
+
+def evaluate_dataset(services, dataset: Dataset, collection: str, options: EvalOptions) -> dict:
+    """Ingest if needed, run each stage, and return the dataset's report section (JSON-ready)."""
+    stages, skipped = select_stages(services, options.stages)
+    dataset = dataset.limited(options.limit_queries)
+    ingestion = prepare_collection(services, dataset, collection, options)
+    results = {stage.name: run_stage(services, dataset, collection, stage, options) for stage in stages}
+    return {
+        "dataset": dataset.name,
+        "path": str(dataset.path),
+        "split": dataset.split,
+        "collection": collection,
+        "corpus_documents": len(dataset.corpus),
+        "queries": len(dataset.queries),
+        "depth": options.depth,
+        "ingestion": ingestion,
+        "stages": {
+            name: {
+                "metrics": {k: round(v, 5) for k, v in result.metrics.items()},
+                "seconds": round(result.seconds, 2),
+                "ms_per_query": round(result.ms_per_query, 1),
+            }
+            for name, result in results.items()
+        },
+        "skipped": skipped,
+        "runs": {name: result.run for name, result in results.items()},
+    }
+
+
+def run_evaluation(services, datasets: Sequence[tuple[Dataset, str]], options: EvalOptions, *, command: str = "") -> dict:
+    """Evaluate each (dataset, collection name) pair; the report that `report.write` saves."""
+    import dataclasses
+    from datetime import datetime, timezone
+
+    settings = services.settings
+    return {
+        "version": 1,
+        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "command": command,
+        "settings": {
+            "embedder_model": getattr(services.embedder, "model_id", settings.embedder_model),
+            "reranker_model": services.search.rerankers.default,
+            "device": settings.device,
+            "database": settings.database_url.split(":", 1)[0],
+        },
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
+        "datasets": [evaluate_dataset(services, dataset, name, options) for dataset, name in datasets],
+    }

@@ -1,0 +1,66 @@
+"""Fusing the dense and sparse candidate lists of a hybrid search.
+
+- `rrf` (default): reciprocal-rank fusion, score = sum over the lists a chunk is in of
+  1 / (k + rank), ranks from 1, k = 60 (Cormack et al. 2009).
+- `weighted`: each list's scores min-max normalized to [0, 1] over its candidates (1 when all
+  are equal), then `dense_weight * dense + (1 - dense_weight) * sparse`; a chunk missing from a
+  list gets 0 there.
+
+Ties are broken by the better dense rank, then the better sparse rank, then the chunk id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+RRF_K = 60
+METHODS = ("rrf", "weighted")
+
+
+@dataclass(frozen=True)
+class Fusion:
+    method: str = "rrf"
+    k: int = RRF_K
+    dense_weight: float = 0.5
+
+    def describe(self) -> dict:
+        if self.method == "rrf":
+            return {"method": "rrf", "k": self.k}
+        return {"method": "weighted", "dense_weight": self.dense_weight, "sparse_weight": round(1 - self.dense_weight, 12)}
+
+
+def _ranks(hits: list[tuple[int, float]]) -> dict[int, int]:
+    return {chunk_id: rank for rank, (chunk_id, _) in enumerate(hits, start=1)}
+
+
+def _normalized(hits: list[tuple[int, float]]) -> dict[int, float]:
+    if not hits:
+        return {}
+    scores = [score for _, score in hits]
+    low, high = min(scores), max(scores)
+    return {chunk_id: (score - low) / (high - low) if high > low else 1.0 for chunk_id, score in hits}
+
+
+def fuse(dense: list[tuple[int, float]], sparse: list[tuple[int, float]], fusion: Fusion) -> list[tuple[int, float]]:
+    """(chunk id, fused score) for every chunk in either list, best first."""
+    dense_ranks, sparse_ranks = _ranks(dense), _ranks(sparse)
+    ids = list(dict.fromkeys([*dense_ranks, *sparse_ranks]))
+    if fusion.method == "rrf":
+        scores = {
+            chunk_id: sum(1.0 / (fusion.k + ranks[chunk_id]) for ranks in (dense_ranks, sparse_ranks) if chunk_id in ranks)
+            for chunk_id in ids
+        }
+    elif fusion.method == "weighted":
+        d, s = _normalized(dense), _normalized(sparse)
+        scores = {
+            chunk_id: fusion.dense_weight * d.get(chunk_id, 0.0) + (1 - fusion.dense_weight) * s.get(chunk_id, 0.0)
+            for chunk_id in ids
+        }
+    else:
+        raise ValueError(f"unknown fusion method {fusion.method!r}; known: {', '.join(METHODS)}")
+    missing = len(dense) + len(sparse) + 1
+
+    def order(chunk_id: int):
+        return (-scores[chunk_id], dense_ranks.get(chunk_id, missing), sparse_ranks.get(chunk_id, missing), chunk_id)
+
+    return [(chunk_id, scores[chunk_id]) for chunk_id in sorted(ids, key=order)]
