@@ -24,7 +24,7 @@ def test_failed_snapshot_write_keeps_the_previous_snapshot(tmp_path, monkeypatch
     path = tmp_path / "c.faiss"
     make_index([1, 2]).save(path, {"vector_version": 1})
     if target == "write":
-        import search_service.retrieval.index as module
+        import search_service.retrieval.ann as module
 
         real_fdopen = os.fdopen
 
