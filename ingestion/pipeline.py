@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy import select
 from tqdm.auto import tqdm
 
 from ingestion.chunking import Chunker, default_chunk_size
-from ingestion.parsers import ParseError, parse
+from ingestion.parsers import ParseError
+from ingestion.prepare import ParseLimits, PreparedDocument, SourceDocument, chunk_rows, expand
 from search_service.errors import DimensionMismatchError, InvalidRequestError
 from search_service.retrieval.index import IndexManager
 from search_service.store import collections as store
 from search_service.store.db import Database
 from search_service.store.models import Collection, Document
 
+__all__ = ["IngestResult", "IngestionPipeline", "SourceDocument"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SourceDocument:
-    """One document to ingest: raw bytes to parse, or text that is already extracted."""
-
-    external_id: str
-    data: bytes | None = None
-    text: str | None = None
-    filename: str | None = None
-    content_type: str | None = None
-    source: str | None = None
-    metadata: dict = field(default_factory=dict)
-
-    def content_hash(self) -> str:
-        content = self.data if self.data is not None else (self.text or "").encode("utf-8")
-        return hashlib.sha256(content).hexdigest()
 
 
 @dataclass
@@ -48,22 +34,15 @@ class IngestResult:
     error_code: str | None = None
 
 
-@dataclass
-class _Prepared:
-    source: SourceDocument
-    content_hash: str
-    text_length: int
-    chunks: list[dict]
-    status: str
-
-
 class IngestionPipeline:
-    def __init__(self, database: Database, embedder, indexes: IndexManager, *, chunk_tokens=None, chunk_overlap=None):
+    def __init__(self, database: Database, embedder, indexes: IndexManager, *, chunk_tokens=None, chunk_overlap=None, sparse_head=None, parse_limits: ParseLimits | None = None):
         self.database = database
         self.embedder = embedder
         self.indexes = indexes
         self.chunk_tokens = chunk_tokens
         self.chunk_overlap = chunk_overlap
+        self.parse_limits = parse_limits or ParseLimits()
+        self.sparse_head = sparse_head  # bge-m3 lexical weights stored per chunk, when the embedder has the head
 
     def chunk_settings(self, chunk_tokens: int | None = None, chunk_overlap: int | None = None) -> tuple[int, int]:
         """Requested sizes, else the configured ones, else what the embedder can take untruncated."""
@@ -133,47 +112,64 @@ class IngestionPipeline:
         with self.database.session() as session:
             collection = self.ensure_collection(session, collection_name)
             chunker = Chunker(self.embedder.tokenizer, collection.chunk_tokens, collection.chunk_overlap)
-            existing = {
-                doc.external_id: doc
-                for doc in (store.find_document(session, collection, d.external_id) for d in documents)
-                if doc is not None
-            }
+            stored = self._stored(session, collection, [d.external_id for d in documents])
         results: list[IngestResult] = []
-        prepared: list[_Prepared] = []
+        items: list[PreparedDocument] = []
         for source in tqdm(documents, desc="parsing", unit="doc", disable=not progress or len(documents) < 2):
+            known = stored.get(source.external_id)
             try:
-                item = self._prepare(source, existing.get(source.external_id), chunker)
+                items.extend(expand(source, known.content_hash if known else None, self.parse_limits))
             except ParseError as exc:
                 results.append(IngestResult(source.external_id, "failed", error=str(exc), error_code=exc.code))
-                continue
-            if item.status == "unchanged":
-                results.append(IngestResult(source.external_id, "unchanged"))
-            prepared.append(item)
+        with self.database.session() as session:
+            stored.update(self._stored(session, collection, [i.external_id for i in items if i.external_id not in stored]))
+        for item in items:
+            known = stored.get(item.external_id)
+            if known is not None and known.content_hash == item.content_hash:
+                item.unchanged = True
+            if not item.unchanged:
+                item.chunks = chunk_rows(item, chunker)
         if on_stage:
             on_stage("embedding")
-        to_embed = [item for item in prepared if item.status != "unchanged"]
+        to_embed = [item for item in items if not item.unchanged]
         texts = [chunk["text"] for item in to_embed for chunk in item.chunks]
         vectors = self.embedder.embed(texts, kind="passage", show_progress=progress and len(texts) > 0)
+        if self.sparse_head is not None and texts:
+            weights = self.sparse_head.encode(texts)
+            for chunk, weight in zip((chunk for item in to_embed for chunk in item.chunks), weights):
+                chunk["sparse"] = weight
         with self.database.session() as session:
             collection = store.get_collection(session, collection_name)
             self.check_compatible(collection)
             offset = 0
-            for item in prepared:
-                document = existing.get(item.source.external_id)
-                if document is not None:
-                    document = session.merge(document)
-                if item.status == "unchanged":
-                    document.meta = item.source.metadata or document.meta
+            for item in items:
+                document = store.find_document(session, collection, item.external_id)
+                if item.unchanged:
+                    if document is not None and item.metadata:
+                        document.meta = item.metadata
+                    results.append(IngestResult(item.external_id, "unchanged"))
                     continue
                 count = len(item.chunks)
+                status = "updated" if document is not None else "added"
                 self._store(session, collection, document, item, vectors[offset : offset + count])
                 offset += count
-                results.append(IngestResult(item.source.external_id, item.status, chunks=count))
+                results.append(IngestResult(item.external_id, status, chunks=count))
             if finalize:
                 finalize(session, results)
         if to_embed:
             self.save_snapshot(collection_name)
         return results
+
+    @staticmethod
+    def _stored(session, collection: Collection, external_ids: list[str]) -> dict[str, Document]:
+        found = {}
+        for start in range(0, len(external_ids), 500):
+            batch = external_ids[start : start + 500]
+            for document in session.scalars(
+                select(Document).where(Document.collection_id == collection.id, Document.external_id.in_(batch))
+            ):
+                found[document.external_id] = document
+        return found
 
     def save_snapshot(self, collection_name: str) -> None:
         """Best effort: the chunks are committed, so a failed snapshot only costs a catch-up later."""
@@ -184,37 +180,14 @@ class IngestionPipeline:
             log.warning("could not write the index snapshot of %s (%s); readers rebuild it from the database", collection_name, exc)
 
     @staticmethod
-    def _prepare(source: SourceDocument, document: Document | None, chunker: Chunker) -> _Prepared:
-        content_hash = source.content_hash()
-        if document is not None and document.content_hash == content_hash:
-            return _Prepared(source, content_hash, document.text_length, [], "unchanged")
-        data = source.data if source.data is not None else (source.text or "").encode("utf-8")
-        parsed = parse(data, filename=source.filename or source.external_id, content_type=source.content_type)
-        text, sections = parsed.text, parsed.sections
-        chunks = [
-            {
-                "ordinal": chunk.ordinal,
-                "text": chunk.text,
-                "char_start": chunk.start,
-                "char_end": chunk.end,
-                "token_count": chunk.token_count,
-                "meta": {"heading_path": list(chunk.heading_path)} if chunk.heading_path else {},
-            }
-            for chunk in chunker.chunk(text, sections)
-        ]
-        status = "updated" if document is not None else "added"
-        return _Prepared(source, content_hash, len(text), chunks, status)
-
-    @staticmethod
-    def _store(session, collection: Collection, document: Document | None, item: _Prepared, vectors: np.ndarray) -> None:
-        source = item.source
+    def _store(session, collection: Collection, document: Document | None, item: PreparedDocument, vectors: np.ndarray) -> None:
         if document is None:
-            document = Document(collection_id=collection.id, external_id=source.external_id)
+            document = Document(collection_id=collection.id, external_id=item.external_id)
             session.add(document)
-        document.source = source.source or source.filename or source.external_id
+        document.source = item.source
         document.content_hash = item.content_hash
-        document.meta = json.loads(json.dumps(source.metadata or {}))
+        document.meta = json.loads(json.dumps(item.metadata or {}))
         document.status = "indexed"
-        document.text_length = item.text_length
+        document.text_length = len(item.text)
         session.flush()
         store.replace_chunks(session, collection, document, item.chunks, vectors)

@@ -156,6 +156,14 @@ class DecoderInputBuilder:
         self._prompt_cache: dict[str, list[int]] = {}
         self._prompt_lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        # A lock cannot be copied or pickled; a copy gets its own.
+        return {key: value for key, value in self.__dict__.items() if key != "_prompt_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._prompt_lock = threading.Lock()
+
     def encode(self, text: str, max_length: int | None = None) -> list[int]:
         """`tokenizer(text, add_special_tokens=False, max_length=..., truncation=True)` ids."""
         encoding = self._backend.encode(text, add_special_tokens=False)

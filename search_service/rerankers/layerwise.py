@@ -62,6 +62,7 @@ class LayerwiseFeature:
 
 class LayerwiseReranker(Reranker):
     family = "layerwise"
+    options = frozenset({"cutoff_layers", "prompt", "query_max_length"})
 
     def __init__(
         self,
@@ -200,9 +201,16 @@ class LayerwiseReranker(Reranker):
         )
 
     def score_layers(
+        self, query: str, passages: Sequence[str], cutoff_layers: Layers, **options: Any
+    ) -> dict[int, list[float]]:
+        """`{layer: one score per passage}` for several layers, from one forward pass per batch,
+        keyed in the order the layers were given (repeats dropped); options as `score`."""
+        pairs = [(query, passage) for passage in passages]
+        return self.score_pairs_layers(pairs, cutoff_layers, **options)
+
+    def score_pairs_layers(
         self,
-        query: str,
-        passages: Sequence[str],
+        pairs: Sequence[Sequence[str]],
         cutoff_layers: Layers,
         normalize: bool = False,
         batch_size: int | None = None,
@@ -210,19 +218,13 @@ class LayerwiseReranker(Reranker):
         prompt: str | None = None,
         query_max_length: int | None = None,
     ) -> dict[int, list[float]]:
-        """`{layer: one score per passage}` for several layers from one forward pass per batch,
-        keyed in the order the layers were given (repeats dropped)."""
         layers = self._layers(cutoff_layers)
-        if not passages:
+        if not pairs:
             return {layer: [] for layer in layers}
-        pairs = [self._check_pair((query, passage)) for passage in passages]
+        checked = [self._check_pair(pair) for pair in pairs]
         length = self.max_length if max_length is None else self._check_max_length(max_length)
         features = self.tokenize(
-            pairs,
-            length,
-            cutoff_layers=layers,
-            prompt=prompt,
-            query_max_length=query_max_length,
+            checked, length, cutoff_layers=layers, prompt=prompt, query_max_length=query_max_length
         )
         rows = self._score_features(features, batch_size or self.batch_size)
         columns = [[row] for row in rows] if len(layers) == 1 else rows

@@ -138,24 +138,26 @@ def test_undecodable_bytes_are_refused():
 # --- refusals -------------------------------------------------------------------------------
 
 
-def zip_bytes() -> bytes:
+def zip_bytes(*members: str) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("word/document.xml", "<w:document>hello</w:document>")
+        for member in members:
+            archive.writestr(member, "<x>hello</x>")
     return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
     ("data", "filename", "detected"),
     [
-        (b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\n", "paper.txt", "pdf"),
-        (zip_bytes(), "report.docx", "zip"),
-        (zip_bytes(), None, "zip"),
+        (zip_bytes("notes.txt"), "report.docx", "zip"),
+        (zip_bytes("notes.txt"), None, "zip"),
+        (zip_bytes("[Content_Types].xml", "xl/workbook.xml"), "sheet.docx", "xlsx"),
+        (zip_bytes("[Content_Types].xml", "ppt/presentation.xml"), None, "pptx"),
         (b"plain words\x00\x01\x02 and more", "notes.txt", "binary"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "image.md", "png"),
-        (b"looks like text", "scan.pdf", "pdf"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64), "old.doc", "ole2 (doc/xls/ppt)"),
     ],
-    ids=["pdf-magic", "zip-docx", "zip-unnamed", "nul-bytes", "png", "pdf-extension"],
+    ids=["zip-docx-name", "zip-unnamed", "xlsx", "pptx", "nul-bytes", "png", "ole2"],
 )
 def test_binary_and_unsupported_content_is_refused(data, filename, detected):
     with pytest.raises(UnsupportedFormatError) as info:
@@ -170,8 +172,10 @@ def test_binary_and_unsupported_content_is_refused(data, filename, detected):
 
 
 def test_unsupported_content_type_is_refused():
-    with pytest.raises(UnsupportedFormatError, match="application/pdf"):
-        parse(b"not really a pdf", content_type="application/pdf")
+    with pytest.raises(UnsupportedFormatError, match="application/zip"):
+        parse(b"not really a zip", content_type="application/zip")
+    with pytest.raises(UnsupportedFormatError, match="'png'"):
+        parse(b"not really a png", filename="photo.png")
 
 
 @pytest.mark.parametrize(

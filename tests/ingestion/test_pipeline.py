@@ -80,7 +80,7 @@ def test_a_broken_file_fails_alone(migrated_url, make_services):
     results = {r.external_id: r for r in services.ingestion.ingest("docs", docs)}
     assert results["good.txt"].status == "added"
     assert results["empty.txt"].status == "failed" and results["empty.txt"].error_code == "empty_document"
-    assert results["scan.pdf"].status == "failed" and results["scan.pdf"].error_code == "unsupported_media_type"
+    assert results["scan.pdf"].status == "failed" and results["scan.pdf"].error_code == "invalid_pdf"
     assert chunk_count(services) >= 1
 
 
