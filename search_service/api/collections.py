@@ -139,9 +139,13 @@ def _file_job_fields() -> dict:
             metadata = None
         if not isinstance(metadata, dict):
             raise InvalidRequestError("'metadata' must be a JSON object", code="invalid_metadata")
+    try:
+        payload = upload.read()
+    finally:
+        upload.close()  # large uploads are spooled to a temporary file
     return {
         "kind": "file",
-        "payload": upload.read(),
+        "payload": payload,
         "filename": upload.filename,
         "content_type": upload.mimetype,
         "external_id": request.form.get("id") or upload.filename,

@@ -5,6 +5,8 @@ import json
 import uuid
 
 import pytest
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import stream_encode_multipart
 
 from ingestion.worker import Worker
 from tests.support.documents import DOCUMENTS, PARAPHRASES
@@ -101,3 +103,44 @@ def test_worker_loop_stops_after_max_jobs(client, worker):
         client.post("/v1/collections/docs/documents", json={"documents": [{"id": str(i), "text": f"text {i}"}]})
     assert worker.run(max_jobs=2) == 2
     assert worker.run_once() is None
+
+
+def test_pdf_docx_and_corpus_uploads_keep_pages_headings_and_ids(client, worker):
+    from tests.support.files import make_corpus, make_docx, make_pdf
+
+    pdf = make_pdf(["Page one is about glaciers.", "Page two is about comets and their tails.", "Page three: tides."])
+    uploads = {
+        "report.pdf": pdf,
+        "guide.docx": make_docx([("Heading 1", "Setup"), ("Normal", "Install the heat pump outdoors.")]),
+        "corpus.jsonl": make_corpus([{"_id": "d1", "title": "Bees", "text": "Bees make honey."}, {"_id": "d2", "title": "Owls", "text": "Owls hunt at night."}]),
+    }
+    client.post("/v1/collections", json={"name": "files", "chunk_tokens": 12, "chunk_overlap": 0})
+    for name, data in uploads.items():
+        response = client.post("/v1/collections/files/documents", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data")
+        assert response.status_code == 202
+        job = worker.run_once()
+        assert job.status == "indexed", job.error
+    pdf_chunks = client.get("/v1/collections/files/documents/report.pdf").get_json()["chunks"]
+    assert [c["metadata"]["page"] for c in pdf_chunks if "comets" in c["text"]] == [2]
+    assert [c["metadata"]["page"] for c in pdf_chunks if "glaciers" in c["text"]] == [1]
+    docx = client.get("/v1/collections/files/documents/guide.docx").get_json()
+    assert docx["chunks"][0]["metadata"]["heading_path"] == ["Setup"]
+    owls = client.get("/v1/collections/files/documents/d2").get_json()
+    assert owls["metadata"]["title"] == "Owls" and "Owls hunt" in owls["chunks"][0]["text"]
+    hits = client.post("/v1/search", json={"collection": "files", "query": "comet tails", "top_k": 1}).get_json()
+    assert hits["results"][0]["document_id"] == "report.pdf"
+
+
+def test_a_decompression_bomb_fails_its_job_and_nothing_else(client, worker):
+    from tests.support.files import docx_bomb
+
+    client.post("/v1/collections/docs/documents", json={"documents": [{"id": "keep", "text": "Bees make honey."}]})
+    assert worker.run_once().status == "indexed"
+    # Encoded in memory: the test client would spool a body over 500 KB to a temporary file it
+    # never closes (a ResourceWarning, an error under this suite's settings).
+    stream, length, boundary = stream_encode_multipart({"file": FileStorage(io.BytesIO(docx_bomb()), "bomb.docx")}, use_tempfile=False)
+    response = client.post("/v1/collections/docs/documents", data=stream.read(), content_type=f"multipart/form-data; boundary={boundary}")
+    job = worker.run_once()
+    assert job.status == "failed" and "document_too_large" in job.error
+    assert client.get(response.headers["Location"]).get_json()["status"] == "failed"
+    assert client.get("/v1/collections/docs/documents/keep").status_code == 200
