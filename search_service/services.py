@@ -6,9 +6,13 @@ import logging
 from dataclasses import dataclass
 
 from ingestion.pipeline import IngestionPipeline
+from ingestion.prepare import ParseLimits
 from search_service.embedding import load_embedder
 from search_service.retrieval.index import IndexManager
 from search_service.retrieval.pipeline import RerankerSet, SearchPipeline
+from search_service.retrieval.rerank_cache import RerankCache
+from search_service.retrieval.sparse import SparseIndexManager
+from search_service.retrieval.sparse_head import SparseHead
 from search_service.settings import Settings
 from search_service.store.db import Database, require_migrated
 
@@ -109,6 +113,7 @@ def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet 
         require_migrated(database)
         if embedder is None:
             embedder = load_embedder(settings.embedder_model, settings.device, settings.embed_batch_size)
+        sparse_head = SparseHead.for_embedder(embedder)  # bge-m3 lexical weights, when present
         if rerankers is None:
             rerankers = load_rerankers(settings) if with_rerankers else RerankerSet({}, None)
     except BaseException:
@@ -121,8 +126,19 @@ def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet 
         embedder=embedder,
         rerankers=rerankers,
         indexes=indexes,
-        search=SearchPipeline(database, embedder, indexes, rerankers),
+        search=SearchPipeline(
+            database, embedder, indexes, rerankers,
+            sparse=SparseIndexManager(sparse_head),
+            rerank_cache=RerankCache(settings.rerank_cache_size),
+            default_mode=settings.search_mode,
+        ),
         ingestion=IngestionPipeline(
-            database, embedder, indexes, chunk_tokens=settings.chunk_tokens, chunk_overlap=settings.chunk_overlap
+            database,
+            embedder,
+            indexes,
+            chunk_tokens=settings.chunk_tokens,
+            chunk_overlap=settings.chunk_overlap,
+            parse_limits=ParseLimits(settings.parse_timeout_seconds, settings.parse_memory_bytes),
+            sparse_head=sparse_head,
         ),
     )

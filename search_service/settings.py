@@ -79,12 +79,26 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     worker_poll_seconds: float = 1.0
+    search_mode: str = "dense"  # dense | sparse | hybrid, when a request names none
+    rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
     index_type: str = "auto"  # auto | flat | hnsw
     index_flat_max: int = 100_000
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
     parse_timeout_seconds: float = 60.0
     parse_memory_bytes: int = 2 * 1024**3
+    # Operations (README "Running it for real"): auth, limits, rate limits, CORS, logs, shutdown.
+    auth: str = "on"  # on | off; off must be explicit
+    max_query_chars: int = 8_192  # /v1/search and /v1/rerank query length (at most schemas.MAX_QUERY_CHARS)
+    max_rerank_documents: int = 1_000  # documents per /v1/rerank call (at most schemas.MAX_RERANK_DOCUMENTS)
+    max_top_k: int = 100  # /v1/search top_k cap (at most schemas.MAX_TOP_K)
+    max_candidates: int = 1_000  # /v1/search candidates cap (at most schemas.MAX_CANDIDATES)
+    max_embedding_inputs: int = 2_048  # texts per /v1/embeddings call
+    rate_limit: tuple[int, float] | None = None  # (requests, per seconds) per key; None: unlimited
+    rate_limit_storage: str = "memory"  # memory | redis://host:port/db
+    cors_origins: tuple[str, ...] = ()  # allowed browser origins; ("*",) allows any
+    log_format: str = "json"  # json | text, for serve and worker
+    shutdown_timeout_seconds: float = 30.0  # SIGTERM: how long in-flight requests may finish
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -95,9 +109,12 @@ class Settings:
             raise ConfigurationError(
                 f"RAG_DEVICE must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}"
             )
+        if self.search_mode not in ("dense", "sparse", "hybrid"):
+            raise ConfigurationError(f"RAG_SEARCH_MODE must be dense, sparse or hybrid, got {self.search_mode!r}")
         if self.index_type not in ("auto", "flat", "hnsw"):
             raise ConfigurationError(f"RAG_INDEX_TYPE must be auto, flat or hnsw, got {self.index_type!r}")
         self._check_rerankers()
+        self._check_operations()
         if self.candidates < 1 or self.top_k < 1:
             raise ConfigurationError("RAG_CANDIDATES and RAG_TOP_K must be at least 1")
         if self.top_k > self.candidates:
@@ -124,6 +141,34 @@ class Settings:
             if not source:
                 raise ConfigurationError(f"RAG_RERANKERS: {name!r} has no path or id")
             seen.add(name)
+
+    def _check_operations(self) -> None:
+        from search_service.api import schemas
+
+        if self.auth not in ("on", "off"):
+            raise ConfigurationError(f"RAG_AUTH must be on or off, got {self.auth!r}")
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        caps = {
+            "RAG_MAX_QUERY_CHARS": (self.max_query_chars, schemas.MAX_QUERY_CHARS),
+            "RAG_MAX_RERANK_DOCUMENTS": (self.max_rerank_documents, schemas.MAX_RERANK_DOCUMENTS),
+            "RAG_MAX_TOP_K": (self.max_top_k, schemas.MAX_TOP_K),
+            "RAG_MAX_CANDIDATES": (self.max_candidates, schemas.MAX_CANDIDATES),
+            "RAG_MAX_EMBEDDING_INPUTS": (self.max_embedding_inputs, 100_000),
+        }
+        for name, (value, ceiling) in caps.items():
+            if not 1 <= value <= ceiling:
+                raise ConfigurationError(f"{name} must be between 1 and {ceiling}, got {value}")
+        if self.top_k > self.max_top_k or self.candidates > self.max_candidates:
+            raise ConfigurationError("RAG_TOP_K / RAG_CANDIDATES cannot exceed RAG_MAX_TOP_K / RAG_MAX_CANDIDATES")
+        storage = self.rate_limit_storage
+        if storage != "memory" and not storage.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(f"RAG_RATE_LIMIT_STORAGE must be memory or a redis:// URL, got {storage!r}")
+        if self.log_format not in ("json", "text"):
+            raise ConfigurationError(f"RAG_LOG_FORMAT must be json or text, got {self.log_format!r}")
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "on"
 
     @property
     def index_dir(self) -> Path:
@@ -159,6 +204,29 @@ def _float(name: str, raw: str) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _parse_switch(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return "on"
+    if value in ("off", "false", "0", "no"):
+        return "off"
+    raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
+
+
+RATE_UNITS = {"second": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
+
+
+def _parse_rate(name: str, raw: str) -> tuple[int, float] | None:
+    """`120/minute`, `10/second`, `1000/hour` (or `/s`, `/m`, `/h`) -> (count, seconds); none: off."""
+    if raw.strip().lower() in DISABLED:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*([a-z]+)\s*", raw.lower())
+    if not match or match.group(2).rstrip("s") not in RATE_UNITS and match.group(2) not in RATE_UNITS or int(match.group(1)) < 1:
+        raise ConfigurationError(f"{name} must look like 120/minute, 10/second or 1000/hour, got {raw!r}")
+    unit = match.group(2)
+    return int(match.group(1)), RATE_UNITS.get(unit, RATE_UNITS.get(unit.rstrip("s"), 1.0))
+
+
 # Variable -> (Settings attribute, parser). The README's settings table documents each one.
 ENVIRONMENT = {
     "RAG_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
@@ -177,10 +245,23 @@ ENVIRONMENT = {
     "RAG_HOST": ("host", _text),
     "RAG_PORT": ("port", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
+    "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
+    "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_INDEX_TYPE": ("index_type", lambda _n, raw: raw.strip().lower()),
     "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", _float),
     "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: _parse_int(n, raw, 1)),
     "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", _float),
     "RAG_PARSE_MEMORY_BYTES": ("parse_memory_bytes", _parse_size),
+    "RAG_AUTH": ("auth", lambda n, raw: _parse_switch(n, raw)),
+    "RAG_MAX_QUERY_CHARS": ("max_query_chars", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_MAX_RERANK_DOCUMENTS": ("max_rerank_documents", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_MAX_TOP_K": ("max_top_k", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_MAX_CANDIDATES": ("max_candidates", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_MAX_EMBEDDING_INPUTS": ("max_embedding_inputs", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_RATE_LIMIT": ("rate_limit", lambda n, raw: _parse_rate(n, raw)),
+    "RAG_RATE_LIMIT_STORAGE": ("rate_limit_storage", _text),
+    "RAG_CORS_ORIGINS": ("cors_origins", lambda _n, raw: tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())),
+    "RAG_LOG_FORMAT": ("log_format", lambda _n, raw: raw.strip().lower()),
+    "RAG_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _float),
 }

@@ -108,7 +108,37 @@ def _span(values: list[int]) -> str:
     return f"{values[0]}..{values[-1]}" if consecutive and len(values) > 2 else str(values)
 
 
-class SearchRequest(Strict):
+MAX_CONTEXT_TOKENS = 131_072
+
+
+class FusionOptions(Strict):
+    """How a hybrid search fuses its dense and sparse lists (`retrieval.fusion`)."""
+
+    method: Literal["rrf", "weighted"] = "rrf"
+    k: int = Field(default=60, ge=1, le=10_000)  # the RRF constant
+    dense_weight: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)  # weighted only
+
+
+class SearchOptions(Strict):
+    """/v1/search's retrieval mode, fusion, score threshold and LLM-context options."""
+
+    mode: Literal["dense", "sparse", "hybrid"] | None = None
+    sparse_method: Literal["auto", "bm25", "lexical"] | None = None
+    fusion: FusionOptions | None = None
+    score_threshold: float | None = Field(default=None, allow_inf_nan=False)
+    context_budget_tokens: int | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)
+    context_tokenizer: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+
+    def search_options(self) -> dict[str, Any]:
+        """Keywords for `SearchPipeline.search`."""
+        if self.context_tokenizer is not None and self.context_budget_tokens is None:
+            _invalid("context_tokenizer needs context_budget_tokens")
+        options = self.model_dump(include={"mode", "sparse_method", "score_threshold", "context_budget_tokens", "context_tokenizer"})
+        options["fusion"] = self.fusion.model_dump() if self.fusion is not None else None
+        return options
+
+
+class SearchRequest(SearchOptions):
     collection: CollectionName
     query: Query
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)

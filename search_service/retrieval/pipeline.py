@@ -1,4 +1,16 @@
-"""The two-stage query path: dense top-`candidates` from FAISS, rerank, top-`top_k`."""
+"""The query path: candidates (dense, sparse or both fused), rerank, threshold, top-k, context.
+
+- `dense`: the query embedding's `candidates` nearest chunks in FAISS.
+- `sparse`: the `candidates` best chunks by lexical weights or BM25 (`retrieval.sparse`).
+- `hybrid`: both lists fused (`retrieval.fusion`: RRF k=60, or weighted normalized scores) and cut
+  to `candidates`.
+
+The candidates are reranked (scores cached, `retrieval.rerank_cache`), passages whose `score` is
+below `score_threshold` are dropped, and the `top_k` best returned, each explaining itself (rank,
+dense/sparse rank and score, fused score, rerank score). With `context_budget_tokens` the
+response also carries the packed, cited context (`retrieval.context`). `score` is the sigmoid of
+the rerank logit, else the fused score (hybrid), the sparse score (sparse) or the cosine (dense).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +22,15 @@ import numpy as np
 
 from search_service.errors import InvalidRequestError, NotFoundError
 from search_service.rerankers.base import sigmoid
+from search_service.retrieval.context import ContextTokenizers, pack_context
+from search_service.retrieval.fusion import Fusion, fuse
 from search_service.retrieval.index import IndexManager
+from search_service.retrieval.rerank_cache import RerankCache, score_with_cache
+from search_service.retrieval.sparse import SparseIndexManager
 from search_service.store import collections as store
 from search_service.store.db import Database
+
+MODES = ("dense", "sparse", "hybrid")
 
 
 class Timer:
@@ -52,12 +70,43 @@ class RerankerSet:
         return self.rerankers[name]
 
 
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise InvalidRequestError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", code="invalid_mode")
+    return mode
+
+
+def _fusion(fusion) -> Fusion:
+    if fusion is None:
+        return Fusion()
+    if isinstance(fusion, Fusion):
+        return fusion
+    return Fusion(**{key: value for key, value in dict(fusion).items() if value is not None})
+
+
 class SearchPipeline:
-    def __init__(self, database: Database, embedder, indexes: IndexManager, rerankers: RerankerSet):
+    def __init__(
+        self,
+        database: Database,
+        embedder,
+        indexes: IndexManager,
+        rerankers: RerankerSet,
+        *,
+        sparse: SparseIndexManager | None = None,
+        rerank_cache: RerankCache | None = None,
+        context_tokenizers: ContextTokenizers | None = None,
+        default_mode: str = "dense",
+    ):
         self.database = database
         self.embedder = embedder
         self.indexes = indexes
         self.rerankers = rerankers
+        self.sparse = sparse if sparse is not None else SparseIndexManager()
+        self.rerank_cache = rerank_cache if rerank_cache is not None else RerankCache()
+        self.context_tokenizers = context_tokenizers or ContextTokenizers(
+            getattr(embedder, "model_id", "embedder"), getattr(embedder, "tokenizer", None)
+        )
+        self.default_mode = check_mode(default_mode)
 
     def search(
         self,
@@ -70,31 +119,107 @@ class SearchPipeline:
         reranker: str | None = None,
         document_filter=None,
         rerank_options: dict | None = None,
+        mode: str | None = None,
+        fusion: Fusion | dict | None = None,
+        sparse_method: str | None = None,
+        score_threshold: float | None = None,
+        context_budget_tokens: int | None = None,
+        context_tokenizer: str | None = None,
     ) -> dict:
-        """`document_filter(external_id, source, metadata) -> bool` restricts the candidates."""
+        """`document_filter(external_id, source, metadata) -> bool` restricts the candidates of
+        every mode; `fusion` is a `Fusion` or a dict of its fields (hybrid only)."""
         timer = Timer()
         started = time.perf_counter()
+        mode = check_mode(mode or self.default_mode)
+        method = self.sparse.resolve(sparse_method) if mode != "dense" else None
+        fusion = _fusion(fusion) if mode == "hybrid" else None
         use_reranker = bool(self.rerankers.rerankers) if rerank is None else rerank
         model = self.rerankers.pick(reranker) if use_reranker else None
+        reranker_name = (reranker or self.rerankers.default) if model is not None else None
+        counter = self.context_tokenizers.counter(context_tokenizer) if context_budget_tokens else None
         candidates = max(candidates, top_k)
         with self.database.session() as session:
             with timer.stage("db"):
                 collection = store.get_collection(session, collection_name)
-            with timer.stage("embed"):
-                vector = self.embedder.embed([query], kind="query")[0]
-            allowed = None
-            if document_filter is not None:
-                with timer.stage("db"):
+                allowed = None
+                if document_filter is not None:
                     allowed = np.array(store.matching_chunk_ids(session, collection, document_filter), dtype=np.int64)
-            with timer.stage("search"):
-                hits = self.indexes.search(session, collection, vector, candidates, allowed)
+            dense_hits, sparse_hits = [], []
+            if mode != "sparse":
+                with timer.stage("embed"):
+                    vector = self.embedder.embed([query], kind="query")[0]
+                with timer.stage("search"):
+                    dense_hits = self.indexes.search(session, collection, vector, candidates, allowed)
+            if mode != "dense":
+                with timer.stage("sparse"):
+                    terms = self.sparse.query_terms(method, query)
+                    sparse_hits = self.sparse.search(session, collection, method, terms, candidates, allowed)
+            with timer.stage("fusion"):
+                ranked = self._candidates(mode, dense_hits, sparse_hits, fusion)[:candidates]
             with timer.stage("db"):
-                rows = store.chunks_by_id(session, collection, [chunk_id for chunk_id, _ in hits])
+                rows = store.chunks_by_id(session, collection, [chunk_id for chunk_id, _ in ranked])
+        results = self._results(mode, ranked, rows, dense_hits, sparse_hits)
+        hits = misses = 0
+        if model is not None and results:
+            with timer.stage("rerank"):
+                raw, hits, misses = score_with_cache(
+                    self.rerank_cache, model, reranker_name, query, [r["text"] for r in results], rerank_options
+                )
+            for position, (result, value) in enumerate(zip(results, raw)):
+                result.update(rerank_score=value, score=sigmoid(value), _order=position)
+            results.sort(key=lambda r: (-r["rerank_score"], r["_order"]))
+        for rank, result in enumerate(results, start=1):
+            result.pop("_order", None)
+            result["rank"] = rank
+        results = results[:top_k]
+        if score_threshold is not None:
+            results = [r for r in results if r["score"] >= score_threshold]
+        context = None
+        if counter is not None:
+            name, count, prefix = counter
+            with timer.stage("context"):
+                context = {"tokenizer": name, "budget_tokens": context_budget_tokens,
+                           **pack_context(results, context_budget_tokens, count, prefix)}
+        for stage in ("embed", "search", "sparse", "rerank"):
+            timer.ms.setdefault(stage, 0.0)
+        timer.ms["total"] = (time.perf_counter() - started) * 1000
+        return {
+            "collection": collection_name,
+            "query": query,
+            "mode": mode,
+            "sparse_method": method,
+            "fusion": fusion.describe() if fusion is not None else None,
+            "results": results,
+            "reranked": model is not None,
+            "reranker": reranker_name,
+            "context": context,
+            "cache": {
+                "rerank_hits": hits,
+                "rerank_misses": misses,
+                "rerank_hit_rate": round(hits / (hits + misses), 6) if hits + misses else None,
+            },
+            "timings_ms": {k: round(v, 3) for k, v in timer.ms.items()},
+        }
+
+    @staticmethod
+    def _candidates(mode: str, dense_hits, sparse_hits, fusion: Fusion | None) -> list[tuple[int, float]]:
+        if mode == "dense":
+            return list(dense_hits)
+        if mode == "sparse":
+            return list(sparse_hits)
+        return fuse(dense_hits, sparse_hits, fusion)
+
+    @staticmethod
+    def _results(mode: str, ranked, rows, dense_hits, sparse_hits) -> list[dict]:
+        dense = {chunk_id: (rank, score) for rank, (chunk_id, score) in enumerate(dense_hits, start=1)}
+        sparse = {chunk_id: (rank, score) for rank, (chunk_id, score) in enumerate(sparse_hits, start=1)}
         results = []
-        for rank, (chunk_id, dense_score) in enumerate(hits, start=1):
+        for chunk_id, score in ranked:
             if chunk_id not in rows:  # deleted after the index snapshot was taken
                 continue
             chunk, document = rows[chunk_id]
+            dense_rank, dense_score = dense.get(chunk_id, (None, None))
+            sparse_rank, sparse_score = sparse.get(chunk_id, (None, None))
             results.append(
                 {
                     "chunk_id": chunk.id,
@@ -103,27 +228,17 @@ class SearchPipeline:
                     "text": chunk.text,
                     "start": chunk.char_start,
                     "end": chunk.char_end,
+                    "ordinal": chunk.ordinal,
                     "metadata": dict(document.meta or {}),
-                    "score": dense_score,
-                    "rerank_score": None,
+                    "chunk_metadata": dict(chunk.meta or {}),
+                    "score": float(score),
+                    "rank": None,
+                    "dense_rank": dense_rank,
                     "dense_score": dense_score,
-                    "dense_rank": rank,
+                    "sparse_rank": sparse_rank,
+                    "sparse_score": sparse_score,
+                    "fusion_score": float(score) if mode == "hybrid" else None,
+                    "rerank_score": None,
                 }
             )
-        if model is not None and results:
-            with timer.stage("rerank"):
-                raw = model.score(query, [r["text"] for r in results], **(rerank_options or {}))
-            for result, value in zip(results, raw):
-                result["rerank_score"] = float(value)
-                result["score"] = sigmoid(float(value))
-            results.sort(key=lambda r: (-r["rerank_score"], r["dense_rank"]))
-        timer.ms.setdefault("rerank", 0.0)
-        timer.ms["total"] = (time.perf_counter() - started) * 1000
-        return {
-            "collection": collection_name,
-            "query": query,
-            "results": results[:top_k],
-            "reranked": model is not None,
-            "reranker": (reranker or self.rerankers.default) if model is not None else None,
-            "timings_ms": {k: round(v, 3) for k, v in timer.ms.items()},
-        }
+        return results

@@ -60,9 +60,9 @@ class SparseHead:
     @classmethod
     def for_embedder(cls, embedder) -> SparseHead | None:
         """The head of a sentence-transformers embedder whose checkpoint has one, else None."""
-        path = find_sparse_head(embedder.model_id)
         model = getattr(embedder, "model", None)
-        if path is None or model is None:
+        path = find_sparse_head(embedder.model_id) if model is not None else None
+        if path is None:
             return None
         transformer = getattr(model[0], "auto_model", None)
         if transformer is None:
