@@ -79,6 +79,77 @@ def migrate(ctx: Context):
     click.echo(f"database at revision head: {ctx.settings.database_url}")
 
 
+@main.group()
+def keys():
+    """Create, list and revoke API keys (only a hash of each key is stored)."""
+
+
+def _key_database(ctx: Context):
+    from search_service.store.db import Database, require_migrated
+
+    database = Database(ctx.settings.database_url)
+    click.get_current_context().call_on_close(database.dispose)
+    try:
+        require_migrated(database)
+    except ServiceError as exc:
+        fail(exc.message)
+    return database
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses the key (shown in lists).")
+@click.option("--role", type=click.Choice(["read", "write", "admin"]), required=True,
+              help="read: search and read; write: also upload and delete documents; admin: also delete collections, /metrics.")
+@click.option("--collections", required=True, help="Comma-separated collection names, or '*' for all.")
+@click.pass_obj
+def keys_create(ctx: Context, name, role, collections):
+    """Create a key and print it once; it cannot be shown again."""
+    from search_service.store.keys import create_key
+
+    with _key_database(ctx).session() as session:
+        try:
+            row, key = create_key(session, name=name, role=role, collections=collections)
+        except ServiceError as exc:
+            fail(exc.message)
+        summary = f"created key {row.prefix} ({row.name}, {row.role}, collections: {','.join(row.collections)})"
+    click.echo(summary, err=True)
+    click.echo("store it now; it is not shown again:", err=True)
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def keys_list(ctx: Context, as_json):
+    """List keys (prefix, name, role, collections, dates); never the keys themselves."""
+    from search_service.store.keys import key_to_dict, list_keys
+
+    with _key_database(ctx).session() as session:
+        rows = [key_to_dict(row) for row in list_keys(session)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        click.echo(f"{row['prefix']}  {row['role']:<5}  {','.join(row['collections']):<30}  {row['name']}  "
+                   f"({state}; last used {row['last_used_at'] or 'never'})")
+
+
+@keys.command("revoke")
+@click.argument("prefix")
+@click.pass_obj
+def keys_revoke(ctx: Context, prefix):
+    """Revoke the key with PREFIX (the 12 characters after 'rag_'); it stops working at once."""
+    from search_service.store.keys import revoke_key
+
+    with _key_database(ctx).session() as session:
+        try:
+            row = revoke_key(session, prefix)
+        except ServiceError as exc:
+            fail(exc.message)
+        click.echo(f"revoked key {row.prefix} ({row.name})")
+
+
 def collect_files(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
     """(external id, path) pairs: a folder is walked, ids are paths relative to it."""
     found = []
@@ -157,6 +228,9 @@ def worker(ctx: Context, once):
     """Run the ingestion worker: claims queued upload jobs and indexes them."""
     from ingestion.worker import Worker
 
+    from search_service.observability import configure_logging
+
+    configure_logging(ctx.settings.log_format)
     services = _services(ctx, with_rerankers=False)
     settings = ctx.settings
     runner = Worker(
@@ -183,15 +257,22 @@ def worker(ctx: Context, once):
 @click.option("--threads", type=int, default=8, show_default=True, help="Request threads.")
 @click.pass_obj
 def serve(ctx: Context, host, port, threads):
-    """Serve the HTTP API (models load before the port opens)."""
-    import waitress
-
+    """Serve the HTTP API (models load before the port opens; SIGTERM drains in-flight requests)."""
     from search_service.app import create_app
+    from search_service.auth import startup_warning
+    from search_service.observability import configure_logging
+    from search_service.server import serve as run_server
 
     settings = ctx.settings.replace(host=host, port=port)
+    configure_logging(settings.log_format)
+    warning = startup_warning(settings)
+    if warning:
+        logging.getLogger("search_service.auth").warning(warning)
+        click.echo(f"WARNING: {warning}", err=True)
     app = create_app(services=_services(Context(settings)))
     click.echo(f"serving on http://{settings.host}:{settings.port}", err=True)
-    waitress.serve(app, host=settings.host, port=settings.port, threads=threads, ident="search-service")
+    run_server(app, host=settings.host, port=settings.port, threads=threads,
+               shutdown_timeout=settings.shutdown_timeout_seconds)
 
 
 @main.command()
@@ -285,3 +366,60 @@ def rerank(ctx: Context, query, passages, passage_file, model, family, normalize
     for rank, result in enumerate(response["results"], start=1):
         snippet = " ".join(result["document"]["text"].split())[:200]
         click.echo(f"{rank}. [{result['relevance_score']:.4f}] #{result['index']} {snippet}")
+
+
+@main.command("eval")
+@click.option("--dataset", "datasets", multiple=True, required=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv); repeat for several.")
+@click.option("--collection", "-c", required=True,
+              help="Collection to fill and search (NAME-<folder name> each, with several datasets).")
+@click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv to score.")
+@click.option("--reingest", is_flag=True, help="Delete and refill a collection that holds documents.")
+@click.option("--reuse", is_flag=True, help="Search a filled collection as it is (same document ids).")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("eval"),
+              show_default=True, help="Folder for eval.json, eval.md and runs/*.trec.")
+@click.option("--limit-queries", type=click.IntRange(min=1), help="Only the first N judged queries.")
+@click.option("--stages", help="Comma-separated subset of dense,sparse,hybrid,reranked "
+              "(default: every stage this service can run).")
+@click.option("--chunk-tokens", type=click.IntRange(min=8), help="Chunk size of a new collection.")
+@click.option("--chunk-overlap", type=click.IntRange(min=0), help="Chunk overlap of a new collection.")
+@click.option("--truncate", is_flag=True, help="Cut each document to the tokens the embedder reads "
+              "(max_seq_length minus special tokens), as MTEB does: one chunk per document.")
+@click.option("--depth", type=click.IntRange(min=10), default=100, show_default=True,
+              help="Chunks retrieved (and reranked) per query.")
+@click.pass_obj
+def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, limit_queries, stages,
+          chunk_tokens, chunk_overlap, truncate, depth):
+    """Measure retrieval quality (nDCG@10, Recall@10/50/100, MRR@10) on BEIR datasets, per stage."""
+    import shlex
+
+    from search_service.evaluation import EvalOptions, load_dataset, run_evaluation
+    from search_service.evaluation.report import markdown, write
+    from search_service.evaluation.runner import collection_names
+
+    if reingest and reuse:
+        fail("--reingest and --reuse exclude each other")
+    wanted = tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else None
+    options = EvalOptions(reingest=reingest, reuse=reuse, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
+                          truncate=truncate, depth=depth, limit_queries=limit_queries, stages=wanted)
+    here = click.get_current_context()
+    words = ["search-service", "eval"]
+    for param in here.command.params:  # the command line, for the report (global options are in settings)
+        value = here.params.get(param.name)
+        if value in (None, False, (), param.default):
+            continue
+        flag = param.opts[-1] if len(param.opts) == 1 else max(param.opts, key=len)
+        words += [flag] if value is True else [w for v in (value if param.multiple else [value]) for w in (flag, str(v))]
+    command = shlex.join(words)
+    try:
+        loaded = [load_dataset(path, split) for path in datasets]
+        names = collection_names(loaded, collection)
+        services = _services(ctx, with_rerankers=wanted is None or "reranked" in wanted)
+        report = run_evaluation(services, list(zip(loaded, names)), options, command=command)
+    except ServiceError as exc:
+        fail(exc.message)
+    paths = write(report, output)
+    click.echo(markdown({**report, "datasets": [{k: v for k, v in d.items() if k != "runs"}
+                                                  for d in report["datasets"]]}))
+    click.echo(f"wrote {paths['json']} and {paths['markdown']}", err=True)

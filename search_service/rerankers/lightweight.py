@@ -78,6 +78,7 @@ class LightweightFeature:
 
 class LightweightReranker(Reranker):
     family = "lightweight"
+    options = frozenset({"prompt", "cutoff_layers", "compress_ratio", "compress_layers", "query_max_length"})
 
     def __init__(
         self,
@@ -165,6 +166,11 @@ class LightweightReranker(Reranker):
             dtype=torch_dtype,
             **options,
         )
+
+    @property
+    def layers(self) -> list[int]:
+        """The layers that have a score head (what `cutoff_layers` may name)."""
+        return list(self.model.config.score_layers)
 
     @property
     def max_supported_length(self) -> int | None:
