@@ -91,6 +91,7 @@ def main() -> None:
     env = dict(os.environ)
     mode = choose_models(env)
     env.setdefault("RAG_DATA_DIR", str(ROOT / "data" / f"demo-{mode}"))
+    env.setdefault("RAG_AUTH", "off")  # the demo server listens on 127.0.0.1 only
     port = free_port()
 
     def run(*args: str) -> None:

@@ -14,6 +14,17 @@ from search_service.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def install_hooks(app: Flask, services: Services) -> None:
+    """Per-request hooks, in order: request id + metrics, CORS preflight, auth, rate limit."""
+    from search_service import auth, limits, observability
+    from search_service.api import cors
+
+    observability.init_app(app, services)
+    cors.init_app(app)
+    auth.init_app(app)
+    limits.init_app(app, services.settings)
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Flask:
     """Build the app; models load here, once per process, before any request is served.
 
@@ -26,5 +37,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.json.sort_keys = False
     app.extensions["search_service"] = services
     register_error_handlers(app)
+    install_hooks(app, services)
     register_blueprints(app)
     return app

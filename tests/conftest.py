@@ -100,6 +100,7 @@ def make_services(tmp_path, minilm_path, minilm_embedder):
 
     def factory(url: str, reranker=None, **settings_overrides):
         name = settings_overrides.pop("reranker_name", "tiny-reranker")
+        settings_overrides.setdefault("auth", "off")  # auth tests turn it on
         settings = Settings(
             data_dir=tmp_path / "data",
             database_url=url,

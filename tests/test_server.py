@@ -42,6 +42,7 @@ def stack(tmp_path, minilm_path, tiny_reranker_dir):
         "RAG_DEVICE": "cpu",
         "RAG_WORKER_POLL_SECONDS": "0.2",
         "HF_HUB_OFFLINE": "1",
+        "RAG_AUTH": "off",  # loopback only
     }
     subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)
     port = free_port()

@@ -6,6 +6,7 @@ from flask import Flask, current_app, request
 from pydantic import BaseModel
 
 from search_service.errors import InvalidRequestError
+from search_service.limits import check_body
 
 
 def services():
@@ -17,7 +18,9 @@ def parse_body(schema: type[BaseModel]):
     data = request.get_data(cache=True)
     if not data.strip():
         raise InvalidRequestError("the request body must be a JSON object", code="invalid_json")
-    return schema.model_validate_json(data)
+    body = schema.model_validate_json(data)
+    check_body(body)  # the configured RAG_MAX_* caps
+    return body
 
 
 def int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
@@ -34,7 +37,7 @@ def int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
 
 
 def register_blueprints(app: Flask) -> None:
-    from search_service.api import collections, health, jobs, search
+    from search_service.api import collections, docs, embeddings, health, jobs, metrics, search
 
-    for module in (health, collections, jobs, search):
+    for module in (health, collections, jobs, search, embeddings, metrics, docs):
         app.register_blueprint(module.bp)

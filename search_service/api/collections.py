@@ -3,6 +3,7 @@ import json
 from flask import Blueprint, request, url_for
 
 from search_service.api import int_arg, parse_body, services
+from search_service.auth import visible_collections
 from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCreate
 from search_service.errors import InvalidRequestError
 from search_service.store import collections as store
@@ -71,8 +72,10 @@ def create():
 
 @bp.get("")
 def index():
+    visible = visible_collections()  # a key sees only its own collections
     with services().database.session() as session:
-        return {"collections": [collection_to_dict(*row) for row in store.list_collections(session)]}
+        rows = [row for row in store.list_collections(session) if visible is None or row[0].name in visible]
+        return {"collections": [collection_to_dict(*row) for row in rows]}
 
 
 @bp.get("/<name>")

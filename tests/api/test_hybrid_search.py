@@ -57,7 +57,7 @@ def app(request, tmp_path_factory, minilm_path, minilm_embedder, tiny_reranker):
     urls = iter([f"sqlite:///{data / 'rag.db'}"]) if request.param == "sqlite" else _postgres_database()
     url = next(urls)
     migrate(url)
-    settings = Settings(data_dir=data, database_url=url, embedder_model=minilm_path, reranker_model="tiny", device="cpu")
+    settings = Settings(auth="off", data_dir=data, database_url=url, embedder_model=minilm_path, reranker_model="tiny", device="cpu")
     services = build_services(settings, embedder=minilm_embedder, rerankers=RerankerSet({"tiny": tiny_reranker}, "tiny"))
     app = create_app(services=services)
     app.config["TESTING"] = True

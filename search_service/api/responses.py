@@ -1,0 +1,186 @@
+"""Response models: what the views return, for the OpenAPI document (`api/openapi.py`).
+
+They describe the documented fields; `extra="allow"` keeps a field another change adds from
+breaking clients that validate against the spec.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(Open):
+    code: str
+    message: str
+
+
+class Error(Open):
+    error: ErrorDetail
+
+
+class Health(Open):
+    status: str
+
+
+class Ready(Open):
+    status: Literal["ready", "unavailable"]
+    database: bool
+    embedder: str
+    rerankers: list[str]
+
+
+class Collection(Open):
+    name: str
+    embedder_model: str
+    dimension: int
+    chunk_tokens: int
+    chunk_overlap: int
+    documents: int
+    chunks: int
+    created_at: str
+
+
+class CollectionList(Open):
+    collections: list[Collection]
+
+
+class Chunk(Open):
+    chunk_id: int
+    ordinal: int
+    text: str
+    start: int
+    end: int
+    token_count: int
+    metadata: dict[str, Any]
+
+
+class Document(Open):
+    document_id: str
+    source: str | None
+    content_hash: str
+    metadata: dict[str, Any]
+    status: str
+    created_at: str
+    updated_at: str
+    chunks: list[Chunk] | None = None
+
+
+class DocumentList(Open):
+    documents: list[Document]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobAccepted(Open):
+    job_id: str
+    status: str
+    collection: str
+
+
+class Job(Open):
+    job_id: str
+    status: Literal["pending", "parsing", "embedding", "indexed", "failed"]
+    collection: str | None
+    kind: str
+    filename: str | None
+    document_id: str | None
+    error: str | None
+    attempts: int
+    result: dict[str, Any]
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class JobList(Open):
+    jobs: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+class SearchResult(Open):
+    rank: int | None = None
+    chunk_id: int | None = None
+    document_id: str
+    text: str
+    score: float
+    start: int
+    end: int
+    dense_rank: int | None = None
+    dense_score: float | None = None
+    rerank_score: float | None = None
+
+
+class SearchResponse(Open):
+    collection: str
+    query: str
+    mode: str | None = None
+    results: list[SearchResult]
+    reranked: bool
+    reranker: str | None
+    context: dict[str, Any] | None = None
+    cache: dict[str, Any]
+    timings_ms: dict[str, float]
+
+
+class RerankDocumentOut(Open):
+    text: str
+
+
+class RerankResult(Open):
+    index: int
+    relevance_score: float
+    document: RerankDocumentOut | None = None
+
+
+class RerankResponse(Open):
+    id: str
+    model: str | None
+    results: list[RerankResult]
+    meta: dict[str, Any]
+
+
+class RerankerInfo(Open):
+    name: str
+    family: str
+    options: list[str]
+    max_length: int | None
+
+
+class RerankerList(Open):
+    default: str | None
+    rerankers: list[RerankerInfo]
+
+
+class Embedding(Open):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsResponse(Open):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: dict[str, int]
+
+
+class ModelInfo(Open):
+    id: str
+    object: Literal["model"]
+    type: Literal["embedding", "reranker"]
+    family: str
+    device: str
+
+
+class ModelList(Open):
+    object: Literal["list"]
+    data: list[ModelInfo]

@@ -1,0 +1,216 @@
+"""Request ids, structured JSON logs and Prometheus metrics.
+
+Every request gets an id (the client's `X-Request-ID` when it is a sane token, else a new one),
+echoed in the response's `X-Request-ID` and attached to every log line written while serving it.
+Metrics live in a registry per app (tests build many apps); `/metrics` (api/metrics.py) renders it.
+Job counts and index sizes are read from the database at scrape time, so they are right in every
+process, whoever ingested.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+
+from flask import Flask, g, has_request_context, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("search_service.access")
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def request_id() -> str | None:
+    return g.get("request_id") if has_request_context() else None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id and any `extra` fields."""
+
+    RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        body = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = getattr(record, "request_id", None) or request_id()
+        if rid:
+            body["request_id"] = rid
+        body.update({k: v for k, v in vars(record).items() if k not in self.RESERVED and k != "request_id"})
+        if record.exc_info:
+            body["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(body, default=str, ensure_ascii=False)
+
+
+def configure_logging(log_format: str) -> None:
+    """Switch the root handlers to JSON lines (`RAG_LOG_FORMAT=json`) for serve and worker."""
+    if log_format != "json":
+        return
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter())
+
+
+class Metrics:
+    def __init__(self, services):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "rag_http_requests", "HTTP requests by endpoint, method and status.",
+            ["endpoint", "method", "status"], registry=self.registry,
+        )
+        self.latency = Histogram(
+            "rag_http_request_duration_seconds", "HTTP request latency by endpoint and method.",
+            ["endpoint", "method"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "rag_http_requests_in_flight", "Requests being served now (the request queue depth).",
+            registry=self.registry,
+        )
+        self.stages = Histogram(
+            "rag_stage_duration_seconds",
+            "Per-stage latency of searches and embeddings (embed, search = FAISS, sparse, fusion, "
+            "db, rerank, context).",
+            ["stage"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.rerank_batch = Histogram(
+            "rag_rerank_batch_size", "Passages scored per rerank call (/v1/rerank and /v1/search).",
+            ["endpoint"], buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "rag_rate_limited", "Requests refused with 429.", registry=self.registry,
+        )
+        self.registry.register(DatabaseCollector(services))
+
+    def observe_stages(self, timings_ms: dict) -> None:
+        for stage, ms in timings_ms.items():
+            if isinstance(ms, (int, float)):
+                self.stages.labels(stage).observe(ms / 1000)
+
+
+class DatabaseCollector:
+    """Gauges read at scrape time: jobs by state, documents/chunks per collection, loaded vectors."""
+
+    def __init__(self, services):
+        self.services = services
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from sqlalchemy import func, select
+
+        from search_service.store import collections as store
+        from search_service.store.models import JOB_STATES, Job
+
+        jobs = GaugeMetricFamily("rag_jobs", "Ingestion jobs by state.", labels=["state"])
+        documents = GaugeMetricFamily("rag_collection_documents", "Documents per collection.", labels=["collection"])
+        chunks = GaugeMetricFamily(
+            "rag_index_size", "Vectors (chunks) per collection in the database.", labels=["collection"]
+        )
+        loaded = GaugeMetricFamily(
+            "rag_index_loaded_vectors", "Vectors held by this process's in-memory indexes.", labels=["collection"]
+        )
+        try:
+            with self.services.database.session() as session:
+                counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+                rows = store.list_collections(session)
+        except Exception:  # noqa: BLE001 - a scrape must not fail because the database is down
+            log.exception("metrics: cannot read the database")
+            return
+        for state in JOB_STATES:
+            jobs.add_metric([state], counts.get(state, 0))
+        names = {}
+        for collection, n_documents, n_chunks in rows:
+            names[collection.id] = collection.name
+            documents.add_metric([collection.name], n_documents)
+            chunks.add_metric([collection.name], n_chunks)
+        indexes = getattr(self.services.indexes, "_indexes", {})
+        for collection_id, (_version, index) in list(indexes.items()):
+            if collection_id in names:
+                loaded.add_metric([names[collection_id]], len(index))
+        yield from (jobs, documents, chunks, loaded)
+
+
+def _start() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.started = time.perf_counter()
+    metrics = _metrics()
+    if metrics is not None:
+        metrics.in_flight.inc()
+        g.in_flight = True
+
+
+def _metrics() -> Metrics | None:
+    from flask import current_app
+
+    return current_app.extensions.get("metrics")
+
+
+def _finish(response):
+    response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    endpoint = request.endpoint or "unmatched"
+    metrics = _metrics()
+    if metrics is not None:
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint, request.method).observe(elapsed)
+        if response.status_code == 429:
+            metrics.rate_limited.inc()
+        if response.status_code == 200 and endpoint in ("search.search", "search.rerank"):
+            _observe_search(metrics, endpoint, response)
+    principal = g.get("principal")
+    access_log.info(
+        "%s %s %s", request.method, request.path, response.status_code,
+        extra={
+            "request_id": g.get("request_id"),
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "endpoint": endpoint, "duration_ms": round(elapsed * 1000, 3),
+            "key": principal.prefix if principal is not None else None,
+            "remote_addr": request.remote_addr,
+        },
+    )
+    return response
+
+
+def _observe_search(metrics: Metrics, endpoint: str, response) -> None:
+    body = response.get_json(silent=True) or {}
+    if endpoint == "search.search":
+        metrics.observe_stages(body.get("timings_ms") or {})
+        cache = body.get("cache") or {}
+        scored = (cache.get("rerank_hits") or 0) + (cache.get("rerank_misses") or 0)
+        if body.get("reranked") and scored:
+            metrics.rerank_batch.labels(endpoint).observe(scored)
+    else:
+        sent = request.get_json(silent=True, cache=True) or {}
+        documents = sent.get("documents") if isinstance(sent, dict) else None
+        if isinstance(documents, list):
+            metrics.rerank_batch.labels(endpoint).observe(len(documents))
+
+
+def _teardown(_exc) -> None:
+    if g.pop("in_flight", False):
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.in_flight.dec()
+
+
+def init_app(app: Flask, services) -> None:
+    """Request ids and metrics; call before the other before_request hooks so they are timed."""
+    app.extensions["metrics"] = Metrics(services)
+    app.before_request(_start)
+    app.after_request(_finish)
+    app.teardown_request(_teardown)

@@ -1,0 +1,72 @@
+"""The production server: waitress with graceful shutdown.
+
+On SIGTERM (or SIGINT) the server stops listening at once (new connections are refused), keeps
+serving the requests it already accepted until they are answered, then exits; requests still
+running after `RAG_SHUTDOWN_TIMEOUT_SECONDS` are abandoned. Models are loaded before the port
+opens (`create_app` runs first), so `/readyz` answers 200 from the first request.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+
+log = logging.getLogger(__name__)
+
+
+def _busy(server) -> bool:
+    """Requests queued, running, or with unsent response bytes."""
+    dispatcher = server.task_dispatcher
+    if dispatcher.queue or dispatcher.active_count:
+        return True
+    for channel in list(server._map.values()):
+        if channel is server or not hasattr(channel, "requests"):
+            continue
+        if channel.requests or channel.total_outbufs_len:
+            return True
+    return False
+
+
+def serve(app, *, host: str, port: int, threads: int, shutdown_timeout: float, ident: str = "search-service") -> None:
+    import waitress
+
+    server = waitress.create_server(app, host=host, port=port, threads=threads, ident=ident)
+    state = {"deadline": None}
+
+    def stop(signum, _frame):
+        if state["deadline"] is not None:
+            return
+        # Only note it here: the loop may be inside select() on the listening socket, so the
+        # socket is closed between two loop iterations.
+        state["deadline"] = time.monotonic() + shutdown_timeout
+        state["signal"] = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info("serving on http://%s:%s with %d threads", host, port, threads)
+    try:
+        while True:
+            server.asyncore.loop(timeout=0.2, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+            if state["deadline"] is None:
+                continue
+            if server.accepting:
+                log.info("%s received: no new connections; finishing in-flight requests (up to %.0f s)",
+                         state["signal"], shutdown_timeout)
+                server.accepting = False
+                server.del_channel()  # out of the poll map: the loop stops accepting
+                server.socket.close()  # the port closes: new connections are refused
+            if not _busy(server):
+                break
+            if time.monotonic() >= state["deadline"]:
+                log.warning("shutdown timeout: abandoning the requests still running")
+                break
+    finally:
+        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        for channel in list(server._map.values()):
+            try:
+                channel.close()
+            except OSError:
+                pass
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("server stopped")

@@ -1,0 +1,117 @@
+"""`search-service keys ...` over SQLite and PostgreSQL; `serve`: startup warning and graceful SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from search_service.auth import is_loopback, startup_warning
+from search_service.cli import main
+from search_service.settings import Settings
+
+BIN = Path(sys.executable).parent / "search-service"
+
+
+def invoke(env, *args):
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_keys_create_list_revoke(migrated_url, tmp_path):
+    from search_service.store.db import Database
+    from search_service.store.keys import verify_key
+
+    env = {"RAG_DATABASE_URL": migrated_url, "RAG_DATA_DIR": str(tmp_path)}
+    created = invoke(env, "keys", "create", "--name", "chat-frontend", "--role", "read", "--collections", "handbook,faq")
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip()
+    assert key.startswith("rag_") and len(key.split("_", 2)[2]) == 43
+    prefix = key.split("_")[1]
+    listed = invoke(env, "keys", "list")
+    assert prefix in listed.output and "chat-frontend" in listed.output and "faq,handbook" in listed.output
+    assert key.split("_", 2)[2] not in listed.output  # the secret is never shown again
+    database = Database(migrated_url)
+    try:
+        with database.session() as session:
+            principal = verify_key(session, key)
+            assert principal.role == "read" and principal.collections == {"handbook", "faq"}
+        assert invoke(env, "keys", "revoke", prefix).exit_code == 0
+        with database.session() as session:
+            assert verify_key(session, key) is None
+    finally:
+        database.dispose()
+    assert "revoked" in invoke(env, "keys", "list").output
+    assert invoke(env, "keys", "revoke", "ffffffffffff").exit_code == 1
+    bad = invoke(env, "keys", "create", "--name", "x", "--role", "read", "--collections", "*,a")
+    assert bad.exit_code == 1
+
+
+def test_startup_warning_only_when_auth_is_off_off_loopback():
+    assert startup_warning(Settings(auth="off", host="0.0.0.0")) is not None
+    assert startup_warning(Settings(auth="off", host="127.0.0.1")) is None
+    assert startup_warning(Settings(auth="off", host="::1")) is None
+    assert startup_warning(Settings(auth="on", host="0.0.0.0")) is None
+    assert is_loopback("localhost") and not is_loopback("10.0.0.1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_in_flight_requests(tmp_path, minilm_path):
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDER_MODEL": minilm_path,
+           "RAG_RERANKER_MODEL": "none", "RAG_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "RAG_AUTH": "off",
+           "RAG_MAX_EMBEDDING_INPUTS": "5000", "RAG_SHUTDOWN_TIMEOUT_SECONDS": "120"}
+    subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([str(BIN), "serve", "--host", "0.0.0.0", "--port", str(port), "--threads", "2"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.time() < deadline, "server not ready"
+            time.sleep(0.3)
+        assert "RAG_AUTH is off" in log.read_text()  # 0.0.0.0 without auth: warned
+        texts = [f"passage {i}: " + "the giant panda eats bamboo in the mountains of China " * 20 for i in range(400)]
+        result = {}
+
+        def slow_request():
+            response = requests.post(f"{base}/v1/embeddings", json={"input": texts}, timeout=300)
+            result["status"], result["count"] = response.status_code, len(response.json()["data"])
+
+        worker = threading.Thread(target=slow_request)
+        worker.start()
+        time.sleep(1.5)  # the request is being served
+        assert "status" not in result, "the request finished too fast to test a drain"
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(requests.ConnectionError):  # no new connections once draining
+            requests.get(f"{base}/healthz", timeout=2)
+        worker.join(timeout=300)
+        assert result == {"status": 200, "count": len(texts)}  # the in-flight request completed
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
