@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from search_service.errors import ConfigurationError
+
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
 
@@ -29,13 +31,14 @@ METRICS: dict[str, tuple[str, str, int | None]] = {
 DEFAULT_METRICS = tuple(METRICS)
 
 
-def _import_pytrec_eval():
+def require_pytrec_eval():
+    """The pytrec_eval module, or a ConfigurationError that says how to install it."""
     try:
         import pytrec_eval
     except ImportError:
-        raise ImportError(
+        raise ConfigurationError(
             "the evaluation metrics need pytrec_eval: pip install 'search-service[eval]' "
-            "(or pytrec-eval-terrier)"
+            "(which installs pytrec-eval-terrier)"
         ) from None
     return pytrec_eval
 
@@ -51,7 +54,7 @@ def top(run: Run, k: int) -> dict[str, dict[str, float]]:
 
 def per_query(qrels: Qrels, run: Run, metrics=DEFAULT_METRICS) -> dict[str, dict[str, float]]:
     """metric -> {query id: value} for every query in `qrels`."""
-    pytrec_eval = _import_pytrec_eval()
+    pytrec_eval = require_pytrec_eval()
     qrels = {q: {d: int(s) for d, s in docs.items()} for q, docs in qrels.items()}
     full = {q: {d: float(s) for d, s in run.get(q, {}).items()} for q in qrels}
     by_cut: dict[int | None, list[str]] = {}

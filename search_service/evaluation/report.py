@@ -42,9 +42,9 @@ def dataset_section(d: dict) -> list[str]:
     lines = [
         f"## {d['dataset']} ({d['split']})",
         "",
-        f"{d['queries']} queries, {ingestion['documents']} documents ({ingestion['failed']} failed) "
-        f"in {ingestion['chunks']} chunks; collection `{d['collection']}` ({ingestion['action']}, "
-        f"{ingestion['seconds']} s); {chunking}; top {d['depth']} chunks per query, merged by document.",
+        (f"{d['queries']} queries, {ingestion['documents']} documents ({ingestion['failed']} failed) "
+         f"in {ingestion['chunks']} chunks; collection `{d['collection']}` ({ingestion['action']}, "
+         f"{ingestion['seconds']} s); {chunking}; top {d['depth']} chunks per query, merged by document."),
         "",
         "| stage | " + " | ".join(DEFAULT_METRICS) + " | ms/query |",
         "| --- |" + " ---: |" * (len(DEFAULT_METRICS) + 1),

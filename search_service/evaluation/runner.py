@@ -13,6 +13,7 @@ are reported as skipped, with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -22,9 +23,10 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ingestion.pipeline import SourceDocument
+from ingestion.tokens import private_backend
 from search_service.errors import ConflictError, InvalidRequestError
 from search_service.evaluation.beir import CorpusDocument, Dataset
-from search_service.evaluation.metrics import evaluate
+from search_service.evaluation.metrics import evaluate, require_pytrec_eval
 from search_service.store import collections as store
 from search_service.store.models import Document
 
@@ -124,7 +126,7 @@ def truncate_to_tokens(tokenizer, texts: list[str], max_tokens: int) -> list[str
     `max_seq_length` tokens, special ones included), expressed as text, so the service's
     ingestion path embeds the same tokens as MTEB.
     """
-    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    backend = private_backend(tokenizer)  # truncation off: the tokenizer may carry its own limit
     cut = []
     for start in range(0, len(texts), 256):
         batch = texts[start : start + 256]
@@ -150,8 +152,17 @@ def source_documents(corpus: Sequence[CorpusDocument], texts: Sequence[str], dat
 
 
 def prepare_collection(services, dataset: Dataset, name: str, options: EvalOptions) -> dict:
-    """Create and fill `name` from the corpus; refuse a non-empty one unless reingest (or reuse)."""
+    """Create and fill `name` from the corpus; refuse a non-empty one unless reingest (or reuse).
+
+    With `truncate`, documents are cut to what the embedder reads, and a new collection's chunks
+    default to that size, so each document is one chunk whatever the embedder (bge-m3 too).
+    """
     ingestion = services.ingestion
+    truncated_to = None
+    if options.truncate:
+        truncated_to = services.embedder.max_seq_length - services.embedder.num_special_tokens
+        if options.chunk_tokens is None:
+            options = dataclasses.replace(options, chunk_tokens=truncated_to)
     with services.database.session() as session:
         collection = store.find_collection(session, name)
         documents = store.collection_counts(session, collection)[0] if collection else 0
@@ -185,11 +196,8 @@ def prepare_collection(services, dataset: Dataset, name: str, options: EvalOptio
         services.indexes.forget(collection_id)
 
     texts = [doc.full_text for doc in dataset.corpus]
-    truncated_to = None
-    if options.truncate:
-        embedder = services.embedder
-        truncated_to = embedder.max_seq_length - embedder.num_special_tokens
-        texts = truncate_to_tokens(embedder.tokenizer, texts, truncated_to)
+    if truncated_to is not None:
+        texts = truncate_to_tokens(services.embedder.tokenizer, texts, truncated_to)
     started = time.perf_counter()
     results = ingestion.ingest(name, source_documents(dataset.corpus, texts, dataset), progress=options.progress)
     seconds = time.perf_counter() - started
@@ -295,13 +303,13 @@ def evaluate_dataset(services, dataset: Dataset, collection: str, options: EvalO
 
 def run_evaluation(services, datasets: Sequence[tuple[Dataset, str]], options: EvalOptions, *, command: str = "") -> dict:
     """Evaluate each (dataset, collection name) pair; the report that `report.write` saves."""
-    import dataclasses
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
+    require_pytrec_eval()  # before any ingestion: fail fast when the metrics cannot be computed
     settings = services.settings
     return {
         "version": 1,
-        "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+        "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "command": command,
         "settings": {
             "embedder_model": getattr(services.embedder, "model_id", settings.embedder_model),
@@ -312,3 +320,15 @@ def run_evaluation(services, datasets: Sequence[tuple[Dataset, str]], options: E
         "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
         "datasets": [evaluate_dataset(services, dataset, name, options) for dataset, name in datasets],
     }
+
+
+def collection_names(datasets: Sequence[Dataset], name: str) -> list[str]:
+    """`name` for one dataset; `name-<dataset folder>` for each of several (folders must differ)."""
+    if len(datasets) == 1:
+        return [name]
+    names = [f"{name}-{dataset.name}" for dataset in datasets]
+    if len(set(names)) != len(names):
+        raise InvalidRequestError("datasets in one run need different folder names", code="invalid_dataset")
+    for each in names:
+        store.validate_collection_name(each)
+    return names

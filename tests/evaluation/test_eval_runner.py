@@ -1,0 +1,119 @@
+"""The runner: stages, document merging, truncation like MTEB, loading; with the real MiniLM."""
+
+import inspect
+from types import SimpleNamespace
+
+import pytest
+
+from search_service.errors import ConflictError, InvalidRequestError
+from search_service.evaluation import EvalOptions, load_dataset, run_evaluation
+from search_service.evaluation.runner import (
+    STAGE_NAMES,
+    Stage,
+    merge_by_document,
+    pipeline_takes_mode,
+    prepare_collection,
+    select_stages,
+    truncate_to_tokens,
+)
+from search_service.retrieval.pipeline import SearchPipeline
+from search_service.store.db import migrate
+from tests.evaluation.dataset import TINY_IDS, write_tiny
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'rag.db'}"
+    migrate(url)
+    return url
+
+
+def fake_services(search, rerankers=()):
+    pipeline = type("Pipeline", (), {"search": search})()
+    pipeline.rerankers = SimpleNamespace(rerankers=dict.fromkeys(rerankers))
+    return SimpleNamespace(search=pipeline)
+
+
+def test_stages_follow_what_the_pipeline_takes():
+    def without_mode(self, collection, query, *, top_k, candidates, rerank=None):
+        pass
+
+    def with_mode(self, collection, query, *, top_k, candidates, rerank=None, mode="hybrid"):
+        pass
+
+    stages, skipped = select_stages(fake_services(without_mode), None)
+    assert [s.name for s in stages] == ["dense"]
+    assert set(skipped) == {"sparse", "hybrid", "reranked"} and "mode='sparse'" in skipped["sparse"]
+    stages, skipped = select_stages(fake_services(with_mode, rerankers=["r"]), None)
+    assert [s.name for s in stages] == list(STAGE_NAMES) and skipped == {}
+    with pytest.raises(InvalidRequestError, match="cannot run stage hybrid"):
+        select_stages(fake_services(without_mode), ["dense", "hybrid"])
+    # with mode=, the dense stage asks for dense explicitly (the pipeline's default may be hybrid)
+    assert Stage("dense", mode="dense").search_options(True) == {"rerank": False, "mode": "dense"}
+    assert Stage("dense", mode="dense").search_options(False) == {"rerank": False}
+    expected = "mode" in inspect.signature(SearchPipeline.search).parameters
+    assert pipeline_takes_mode(SearchPipeline.__new__(SearchPipeline)) is expected
+
+
+def test_merge_keeps_each_document_at_its_best_chunk():
+    results = [{"document_id": "a", "score": 0.9}, {"document_id": "b", "score": 0.8},
+               {"document_id": "a", "score": 0.7}, {"document_id": "c", "score": 0.6}]
+    assert merge_by_document(results) == [("a", 0.9), ("b", 0.8), ("c", 0.6)]
+
+
+def test_truncation_keeps_exactly_the_tokens_the_model_reads(minilm_embedder):
+    tokenizer = minilm_embedder.tokenizer
+    limit = minilm_embedder.max_seq_length - minilm_embedder.num_special_tokens
+    long = "Unbelievably, transcriptomic heterogeneity " * 80
+    short = "A short abstract."
+    cut_long, cut_short = truncate_to_tokens(tokenizer, [long, short], limit)
+    assert cut_short == short
+    kept = tokenizer(cut_long, add_special_tokens=False)["input_ids"]
+    full = tokenizer(long, add_special_tokens=False)["input_ids"]
+    assert len(full) > limit and kept == full[:limit]
+    model_input = tokenizer(long, truncation=True, max_length=minilm_embedder.max_seq_length)["input_ids"]
+    assert model_input[1:-1] == kept  # what sentence-transformers feeds the model, minus [CLS]/[SEP]
+
+
+def test_loader_drops_query_metadata_and_keeps_judged_queries(tmp_path):
+    dataset = load_dataset(write_tiny(tmp_path / "tiny"))
+    assert dataset.name == "tiny" and len(dataset.corpus) == len(TINY_IDS)
+    assert dataset.queries["q-panda.md"].startswith("What food")
+    assert dataset.corpus[0].full_text.startswith("Giant panda The giant panda")
+    assert dataset.qrels["q-both"] == {"panda.md": 1, "coffee.txt": 1}
+    assert dataset.limited(2).queries.keys() == {"q-panda.md", "q-volcano.txt"}
+
+
+def test_reranked_stage_runs_the_configured_reranker(tmp_path, sqlite_url, make_services, tiny_reranker):
+    services = make_services(sqlite_url, tiny_reranker)
+    dataset = load_dataset(write_tiny(tmp_path / "tiny"))
+    report = run_evaluation(services, [(dataset, "tiny")], EvalOptions(progress=False, stages=("dense", "reranked")), command="test")
+    (section,) = report["datasets"]
+    assert "dense" in section["stages"] and "reranked" in section["stages"]
+    assert report["settings"]["reranker_model"] == "tiny-reranker"
+    assert section["stages"]["dense"]["metrics"]["Recall@10"] == 1.0
+    # every stage ranks all four documents; the random-weight reranker orders them its own way
+    assert all(len(docs) == len(TINY_IDS) for docs in section["runs"]["reranked"].values())
+    documents = {d for docs in section["runs"]["reranked"].values() for d, _ in docs}
+    assert documents == set(TINY_IDS)
+
+
+def test_refuses_a_collection_holding_other_documents(tmp_path, sqlite_url, make_services):
+    from ingestion.pipeline import SourceDocument
+
+    services = make_services(sqlite_url)
+    services.ingestion.ingest("mine", [SourceDocument(external_id="x", text="user data")])
+    dataset = load_dataset(write_tiny(tmp_path / "tiny"))
+    with pytest.raises(ConflictError, match="already holds 1 documents"):
+        prepare_collection(services, dataset, "mine", EvalOptions(progress=False))
+    with pytest.raises(ConflictError, match="does not hold exactly the corpus"):
+        prepare_collection(services, dataset, "mine", EvalOptions(progress=False, reuse=True))
+
+
+def test_truncate_makes_one_chunk_of_what_the_embedder_reads(tmp_path, sqlite_url, make_services):
+    services = make_services(sqlite_url)
+    dataset = load_dataset(write_tiny(tmp_path / "tiny"))
+    info = prepare_collection(services, dataset, "cut", EvalOptions(truncate=True, progress=False))
+    limit = services.embedder.max_seq_length - services.embedder.num_special_tokens
+    assert info["truncated_to_tokens"] == info["chunk_tokens"] == limit
+    assert info["chunks"] == info["documents"] == len(TINY_IDS)
