@@ -1,4 +1,4 @@
-"""Lightweight-family options through /v1/rerank: validated against the model, then applied."""
+"""Decoder-family options (lightweight, layerwise) through the API: validated, then applied."""
 
 import pytest
 
@@ -46,3 +46,27 @@ def test_bad_options_are_400(client, options, fragment):
     response = client.post("/v1/rerank", json={"query": "q", "documents": PASSAGES, **options})
     assert response.status_code == 400
     assert fragment in response.get_json()["error"]["message"]
+
+
+@pytest.mark.slow
+def test_layerwise_reranker_through_search_and_rerank(tmp_path, app_factory):
+    """The layerwise family end to end: a cutoff layer through /v1/rerank and /v1/search."""
+    from ingestion.pipeline import SourceDocument
+    from search_service.store.db import migrate
+    from tests.support.tiny_layerwise import make_tiny_layerwise_reranker
+
+    reranker = load_reranker(str(make_tiny_layerwise_reranker(tmp_path / "layerwise")), device="cpu")
+    url = f"sqlite:///{tmp_path / 'rag.db'}"
+    migrate(url)
+    app = app_factory(url, reranker)
+    client = app.test_client()
+    layer = list(reranker.layers)[0]
+    body = client.post("/v1/rerank", json={"query": "who makes honey", "documents": PASSAGES, "raw_scores": True, "cutoff_layers": layer}).get_json()
+    scores = {r["index"]: r["relevance_score"] for r in body["results"]}
+    assert [scores[i] for i in range(3)] == pytest.approx(reranker.score("who makes honey", PASSAGES, cutoff_layers=layer), abs=1e-5)
+    services = app.extensions["search_service"]
+    services.ingestion.ingest("docs", [SourceDocument(external_id=f"d{i}", text=t) for i, t in enumerate(PASSAGES[:2])])
+    search = client.post("/v1/search", json={"collection": "docs", "query": "honey", "rerank_options": {"cutoff_layers": layer}}).get_json()
+    assert search["reranked"] is True
+    texts = [r["text"] for r in search["results"]]
+    assert [r["rerank_score"] for r in search["results"]] == pytest.approx(reranker.score("honey", texts, cutoff_layers=layer), abs=1e-5)
