@@ -81,3 +81,33 @@ def resolve_checkpoint(
         raise ModelLoadError(f"cannot load reranker {name!r}{mode}: {error}") from error
     log.info("reranker %s: config from %s", name, config_path)
     return Checkpoint(name, _read_config(config_path, name), hub_options)
+
+
+def load_transformers_model(
+    auto_class: Any,
+    checkpoint: Checkpoint,
+    device: str,
+    dtype: Any,
+    *,
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+) -> tuple[Any, Any]:
+    """(tokenizer, model) through transformers' Auto classes, on `device` in `dtype`, in eval mode.
+
+    Any loading failure (OSError, ValueError, hub errors...) becomes one `ModelLoadError`.
+    """
+    from transformers import AutoTokenizer
+
+    source = checkpoint.name_or_path
+    options = dict(checkpoint.hub_options, trust_remote_code=trust_remote_code)
+    model_options = dict(options, dtype=dtype)
+    if attn_implementation is not None:
+        model_options["attn_implementation"] = attn_implementation
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        model = auto_class.from_pretrained(source, **model_options)
+        model.to(device)
+    except Exception as error:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
+    model.eval()
+    return tokenizer, model

@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
-from search_service.rerankers.checkpoint import Checkpoint
+from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 
 log = logging.getLogger(__name__)
 
@@ -96,22 +96,19 @@ class EncoderReranker(Reranker):
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
     ) -> EncoderReranker:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         device_name = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device_name)
         source = checkpoint.name_or_path
-        options = dict(checkpoint.hub_options, trust_remote_code=trust_remote_code)
-        model_options = dict(options, dtype=torch_dtype)
-        if attn_implementation is not None:
-            model_options["attn_implementation"] = attn_implementation
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModelForSequenceClassification.from_pretrained(source, **model_options)
-            model.to(device_name)
-        except Exception as error:  # from_pretrained raises OSError, ValueError, hub errors...
-            raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
-        model.eval()
+        tokenizer, model = load_transformers_model(
+            AutoModelForSequenceClassification,
+            checkpoint,
+            device_name,
+            torch_dtype,
+            trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
+        )
         if model.config.num_labels != 1:
             raise ModelLoadError(
                 f"reranker {source!r} has {model.config.num_labels} labels; the encoder family "

@@ -22,7 +22,7 @@ import torch
 from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
-from search_service.rerankers.checkpoint import Checkpoint
+from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 from search_service.rerankers.decoder_inputs import (
     DecoderFeature,
     DecoderInputBuilder,
@@ -83,22 +83,19 @@ class LLMReranker(Reranker):
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,
     ) -> LLMReranker:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         device_name = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device_name)
         source = checkpoint.name_or_path
-        options = dict(checkpoint.hub_options, trust_remote_code=trust_remote_code)
-        model_options = dict(options, dtype=torch_dtype)
-        if attn_implementation is not None:
-            model_options["attn_implementation"] = attn_implementation
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, **options)
-            model = AutoModelForCausalLM.from_pretrained(source, **model_options)
-            model.to(device_name)
-        except Exception as error:  # from_pretrained raises OSError, ValueError, hub errors...
-            raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
-        model.eval()
+        tokenizer, model = load_transformers_model(
+            AutoModelForCausalLM,
+            checkpoint,
+            device_name,
+            torch_dtype,
+            trust_remote_code=trust_remote_code,
+            attn_implementation=attn_implementation,
+        )
         log.info("loaded llm reranker %s on %s (%s)", source, device_name, torch_dtype)
         return cls(
             model=model,
