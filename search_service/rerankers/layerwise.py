@@ -156,29 +156,6 @@ class LayerwiseReranker(Reranker):
 
     # -- public API ------------------------------------------------------------------------------
 
-    def score(
-        self,
-        query: str,
-        passages: Sequence[str],
-        normalize: bool = False,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        cutoff_layers: Layers | None = None,
-        prompt: str | None = None,
-        **options: Any,
-    ) -> list[float]:
-        """One score per passage from ONE layer (`cutoff_layers`: an int or a one-item list)."""
-        pairs = [(query, passage) for passage in passages]
-        return self.score_pairs(
-            pairs,
-            normalize=normalize,
-            batch_size=batch_size,
-            max_length=max_length,
-            cutoff_layers=cutoff_layers,
-            prompt=prompt,
-            **options,
-        )
-
     def score_pairs(
         self,
         pairs: Sequence[Sequence[str]],
@@ -189,6 +166,8 @@ class LayerwiseReranker(Reranker):
         prompt: str | None = None,
         **options: Any,
     ) -> list[float]:
+        """One score per pair from ONE layer (`cutoff_layers`: an int or a one-item list);
+        `score()` (from the base class) builds the pairs and comes here."""
         layer = self.cutoff_layer if cutoff_layers is None else self._one_layer(cutoff_layers)
         return super().score_pairs(
             pairs,

@@ -179,33 +179,6 @@ class LightweightReranker(Reranker):
 
     # -- public API ------------------------------------------------------------------------------
 
-    def score(
-        self,
-        query: str,
-        passages: Sequence[str],
-        normalize: bool = False,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        cutoff_layers: Layers | None = None,
-        compress_ratio: int | None = None,
-        compress_layers: Iterable[int] | None = None,
-        prompt: str | None = None,
-        **options: Any,
-    ) -> list[float]:
-        """One score per passage from ONE layer (`cutoff_layers`: an int or a one-item list)."""
-        pairs = [(query, passage) for passage in passages]
-        return self.score_pairs(
-            pairs,
-            normalize=normalize,
-            batch_size=batch_size,
-            max_length=max_length,
-            cutoff_layers=cutoff_layers,
-            compress_ratio=compress_ratio,
-            compress_layers=compress_layers,
-            prompt=prompt,
-            **options,
-        )
-
     def score_pairs(
         self,
         pairs: Sequence[Sequence[str]],
@@ -215,6 +188,8 @@ class LightweightReranker(Reranker):
         cutoff_layers: Layers | None = None,
         **options: Any,
     ) -> list[float]:
+        """One score per pair from ONE layer (`cutoff_layers`: an int or a one-item list);
+        `score()` (from the base class) builds the pairs and comes here."""
         layer = self.cutoff_layer if cutoff_layers is None else self._one_layer(cutoff_layers)
         return super().score_pairs(
             pairs,
