@@ -112,7 +112,9 @@ def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet 
     try:
         require_migrated(database)
         if embedder is None:
-            embedder = load_embedder(settings.embedder_model, settings.device, settings.embed_batch_size)
+            embedder = load_embedder(
+                settings.embedder_model, settings.device, settings.embed_batch_size, settings.query_cache_size
+            )
         sparse_head = SparseHead.for_embedder(embedder)  # bge-m3 lexical weights, when present
         if rerankers is None:
             rerankers = load_rerankers(settings) if with_rerankers else RerankerSet({}, None)

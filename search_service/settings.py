@@ -81,6 +81,7 @@ class Settings:
     worker_poll_seconds: float = 1.0
     search_mode: str = "dense"  # dense | sparse | hybrid, when a request names none
     rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
+    query_cache_size: int = 1024  # cached query embeddings (LRU); 0 disables the cache
     index_type: str = "auto"  # auto | flat | hnsw
     index_flat_max: int = 100_000
     job_lease_seconds: float = 60.0
@@ -247,6 +248,7 @@ ENVIRONMENT = {
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
     "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_QUERY_CACHE_SIZE": ("query_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_INDEX_TYPE": ("index_type", lambda _n, raw: raw.strip().lower()),
     "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", _float),
