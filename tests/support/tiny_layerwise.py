@@ -22,6 +22,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from tests.support.tiny_models import CORPUS_EN, CORPUS_ZH
+from tests.support.tokenizer_files import added_tokens_decoder
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 BYTE_TOKENS = [f"<0x{value:02X}>" for value in range(256)]
@@ -102,17 +103,7 @@ def train_llama_tokenizer(vocab_size: int = 700) -> Tokenizer:
 
 
 def _tokenizer_config() -> dict:
-    added = {
-        str(index): {
-            "content": token,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for index, token in enumerate(SPECIAL_TOKENS)
-    }
+    added = added_tokens_decoder(SPECIAL_TOKENS)
     return {
         "tokenizer_class": "LlamaTokenizer",
         "add_bos_token": True,

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from tests.reference.env import run_reference_script
-from tests.support.tiny_llm import SPECIAL_TOKENS, build_tokenizer
+from tests.support.tiny_llm import build_tokenizer, gemma_tokenizer_config
 
 AUTO_MAP = {
     "AutoConfig": "gemma_config.CostWiseGemmaConfig",
@@ -52,40 +52,13 @@ TINY_CONFIG = {
 }
 
 
-def _tokenizer_config() -> dict:
-    added = {
-        str(index): {
-            "content": token,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for index, token in enumerate(SPECIAL_TOKENS)
-    }
-    return {
-        "tokenizer_class": "GemmaTokenizer",
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "bos_token": "<bos>",
-        "eos_token": "<eos>",
-        "pad_token": "<pad>",
-        "unk_token": "<unk>",
-        "padding_side": "left",  # as Gemma's; FlagEmbedding's lightweight family pads right
-        "model_max_length": TINY_CONFIG["max_position_embeddings"],
-        "clean_up_tokenization_spaces": False,
-        "spaces_between_special_tokens": False,
-        "added_tokens_decoder": added,
-    }
-
-
 def _write_tokenizer(path: Path) -> dict:
     """The tokenizer files; returns the config fields that come from the tokenizer."""
     tokenizer = build_tokenizer()
     tokenizer.save(str(path / "tokenizer.json"))
     (path / "tokenizer_config.json").write_text(
-        json.dumps(_tokenizer_config(), indent=2, ensure_ascii=False)
+        # Gemma pads left; FlagEmbedding's lightweight family pads right itself
+        json.dumps(gemma_tokenizer_config(TINY_CONFIG["max_position_embeddings"]), indent=2, ensure_ascii=False)
     )
     special_map = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
     special_map["unk_token"] = "<unk>"

@@ -34,6 +34,8 @@ from tokenizers import (
 )
 from transformers import GemmaConfig, GemmaForCausalLM
 
+from tests.support.tokenizer_files import added_tokens_decoder
+
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
 MAX_POSITION_EMBEDDINGS = 8192
 
@@ -140,18 +142,8 @@ def build_tokenizer(num_merges: int = 300) -> Tokenizer:
     return tokenizer
 
 
-def _tokenizer_config() -> dict:
-    added = {
-        str(index): {
-            "content": token,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for index, token in enumerate(SPECIAL_TOKENS)
-    }
+def gemma_tokenizer_config(model_max_length: int = MAX_POSITION_EMBEDDINGS) -> dict:
+    added = added_tokens_decoder(SPECIAL_TOKENS)
     return {
         "tokenizer_class": "GemmaTokenizer",
         "add_bos_token": True,
@@ -190,7 +182,7 @@ def make_tiny_llm_reranker(
     tokenizer = build_tokenizer()
     tokenizer.save(str(path / "tokenizer.json"))
     (path / "tokenizer_config.json").write_text(
-        json.dumps(_tokenizer_config(), indent=2, ensure_ascii=False)
+        json.dumps(gemma_tokenizer_config(), indent=2, ensure_ascii=False)
     )
     special_map = {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
     special_map["unk_token"] = "<unk>"

@@ -23,6 +23,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
+from tests.support.tokenizer_files import added_tokens_decoder
+
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 MODEL_MAX_LENGTH = 512
 
@@ -98,17 +100,7 @@ def _train_tokenizer(vocab_size: int) -> Tokenizer:
 
 
 def _tokenizer_config() -> dict:
-    added = {
-        str(index): {
-            "content": token,
-            "lstrip": token == "<mask>",
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for index, token in enumerate(SPECIAL_TOKENS)
-    }
+    added = added_tokens_decoder(SPECIAL_TOKENS, lstrip=["<mask>"])
     return {
         "tokenizer_class": "XLMRobertaTokenizer",
         "model_max_length": MODEL_MAX_LENGTH,
