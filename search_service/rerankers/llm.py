@@ -136,10 +136,13 @@ class LLMReranker(Reranker):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         last = last_token_positions(batch["attention_mask"])
-        if self._keeps_logits:
+        if self._keeps_logits and self.inputs.padding_side == "left":
+            # Left padding (Gemma, Llama): every row ends in the last column. An int
+            # logits_to_keep means the same in every transformers 5 release (a per-row tensor
+            # does not: 5.17 indexes dim 1 with it and gets (batch, batch, 1, vocab) logits).
             logits = self.model(
-                **batch, logits_to_keep=last[:, None], use_cache=False, return_dict=True
-            ).logits[:, 0]
+                **batch, logits_to_keep=1, use_cache=False, return_dict=True
+            ).logits[:, -1]
         else:
             logits = self.model(**batch, use_cache=False, return_dict=True).logits
             logits = logits[torch.arange(logits.shape[0], device=logits.device), last]

@@ -188,13 +188,9 @@ class LayerwiseMiniCPMForScoring(PreTrainedModel):
         chosen = self.check_layers([self.config.num_hidden_layers] if layers is None else layers)
         hidden = self.model.embed_tokens(input_ids) * self.config.scale_emb
         position_ids = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-        mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=hidden,
-            attention_mask=attention_mask,
-            cache=None,
-            position_ids=position_ids,
-        )
+        # The cache argument is `past_key_values` up to transformers 5.17 and `cache` later:
+        # passed by position, as every transformers 5 release orders them.
+        mask = create_causal_mask(self.config, hidden, attention_mask, None, position_ids)
         position_embeddings = self.model.rotary_emb(hidden, position_ids=position_ids)
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         last = last_token_positions(attention_mask)
