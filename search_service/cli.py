@@ -254,14 +254,18 @@ def worker(ctx: Context, once):
 @main.command()
 @click.option("--host", help="Overrides RAG_HOST (default 127.0.0.1).")
 @click.option("--port", type=int, help="Overrides RAG_PORT (default 8000).")
-@click.option("--threads", type=int, default=8, show_default=True, help="Request threads.")
+@click.option("--threads", type=int, default=8, show_default=True, help="Request threads (per process).")
+@click.option("--server", "server_kind", type=click.Choice(["waitress", "gunicorn"]), default="waitress",
+              show_default=True, help="WSGI server; gunicorn needs the `gunicorn` extra.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="gunicorn only: processes, each loading its own models.")
 @click.pass_obj
-def serve(ctx: Context, host, port, threads):
+def serve(ctx: Context, host, port, threads, server_kind, workers):
     """Serve the HTTP API (models load before the port opens; SIGTERM drains in-flight requests)."""
-    from search_service.app import create_app
+    if workers != 1 and server_kind != "gunicorn":
+        fail("--workers needs --server gunicorn (waitress serves one process; run several behind a balancer)")
     from search_service.auth import startup_warning
     from search_service.observability import configure_logging
-    from search_service.server import serve as run_server
 
     settings = ctx.settings.replace(host=host, port=port)
     configure_logging(settings.log_format)
@@ -269,10 +273,44 @@ def serve(ctx: Context, host, port, threads):
     if warning:
         logging.getLogger("search_service.auth").warning(warning)
         click.echo(f"WARNING: {warning}", err=True)
+    if server_kind == "gunicorn":
+        _serve_gunicorn(settings, threads, workers)
+        return
+    from search_service.app import create_app
+    from search_service.server import serve as run_server
+
     app = create_app(services=_services(Context(settings)))
     click.echo(f"serving on http://{settings.host}:{settings.port}", err=True)
     run_server(app, host=settings.host, port=settings.port, threads=threads,
                shutdown_timeout=settings.shutdown_timeout_seconds)
+
+
+def _serve_gunicorn(settings: Settings, threads: int, workers: int) -> None:
+    """gunicorn: the schema is checked here; each worker process loads the models after the fork."""
+    import importlib.util
+
+    from search_service.server import serve_gunicorn
+    from search_service.store.db import Database, require_migrated
+
+    if importlib.util.find_spec("gunicorn") is None:
+        fail("gunicorn is not installed: pip install 'search-service[gunicorn]' (or use --server waitress)")
+    database = Database(settings.database_url)
+    try:
+        require_migrated(database)
+    except ServiceError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
+
+    def load_app():
+        from search_service.app import create_app
+        from search_service.services import build_services
+
+        return create_app(services=build_services(settings))
+
+    click.echo(f"serving on http://{settings.host}:{settings.port} (gunicorn, {workers} x {threads} threads)", err=True)
+    serve_gunicorn(load_app, host=settings.host, port=settings.port, threads=threads, workers=workers,
+                   shutdown_timeout=settings.shutdown_timeout_seconds)
 
 
 @main.command()

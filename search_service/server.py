@@ -70,3 +70,43 @@ def serve(app, *, host: str, port: int, threads: int, shutdown_timeout: float, i
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("server stopped")
+
+
+def serve_gunicorn(load_app, *, host: str, port: int, threads: int, workers: int, shutdown_timeout: float,
+                   boot_timeout: int = 600) -> None:
+    """gunicorn (the optional `gunicorn` extra): `workers` processes of `threads` threads (gthread).
+
+    `load_app()` runs in each worker after the fork, so every process loads its own models (torch's
+    thread pools are not fork-safe, so nothing is preloaded in the master). The master binds the
+    port first; connections wait in the backlog until a worker has loaded. SIGTERM: gunicorn's
+    graceful stop, accepted requests finish within `shutdown_timeout`. `boot_timeout` is gunicorn's
+    heartbeat timeout; a gthread worker beats while its requests run, so it only bounds model loading
+    and a stuck worker.
+    """
+    from gunicorn.app.base import BaseApplication
+
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    class Application(BaseApplication):
+        def load_config(self):
+            options = {
+                "bind": [bind],
+                "workers": workers,
+                "worker_class": "gthread",
+                "threads": threads,
+                "graceful_timeout": int(shutdown_timeout),
+                "timeout": boot_timeout,
+                "proc_name": "search-service",
+                "accesslog": None,  # every request is logged by the app (observability.py)
+                "errorlog": "-",
+                "control_socket_disable": True,  # gunicorn >= 25 would share one socket in $HOME between servers
+            }
+            for key, value in options.items():
+                if key in self.cfg.settings:  # older gunicorn lacks the newer settings
+                    self.cfg.set(key, value)
+
+        def load(self):
+            return load_app()
+
+    log.info("serving on http://%s with gunicorn: %d worker(s) x %d threads", bind, workers, threads)
+    Application().run()
