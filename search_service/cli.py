@@ -226,20 +226,12 @@ def reindex(ctx: Context, names):
 @click.pass_obj
 def worker(ctx: Context, once):
     """Run the ingestion worker: claims queued upload jobs and indexes them."""
-    from ingestion.worker import Worker
-
     from search_service.observability import configure_logging
 
     configure_logging(ctx.settings.log_format)
     services = _services(ctx, with_rerankers=False)
     settings = ctx.settings
-    runner = Worker(
-        services.database,
-        services.ingestion,
-        settings.worker_poll_seconds,
-        lease_seconds=settings.job_lease_seconds,
-        max_attempts=settings.job_max_attempts,
-    )
+    runner = _make_worker(services, settings)
     click.echo("worker started; waiting for jobs", err=True)
     if once:
         while runner.run_once() is not None:
@@ -259,11 +251,16 @@ def worker(ctx: Context, once):
               show_default=True, help="WSGI server; gunicorn needs the `gunicorn` extra.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="gunicorn only: processes, each loading its own models.")
+@click.option("--ingest-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="waitress only: ingestion workers run as threads of the server (one process for "
+                   "small setups; run `search-service worker` separately to scale out).")
 @click.pass_obj
-def serve(ctx: Context, host, port, threads, server_kind, workers):
+def serve(ctx: Context, host, port, threads, server_kind, workers, ingest_workers):
     """Serve the HTTP API (models load before the port opens; SIGTERM drains in-flight requests)."""
     if workers != 1 and server_kind != "gunicorn":
         fail("--workers needs --server gunicorn (waitress serves one process; run several behind a balancer)")
+    if ingest_workers and server_kind == "gunicorn":
+        fail("--ingest-workers runs with waitress only; beside gunicorn run `search-service worker`")
     from search_service.auth import startup_warning
     from search_service.observability import configure_logging
 
@@ -279,10 +276,40 @@ def serve(ctx: Context, host, port, threads, server_kind, workers):
     from search_service.app import create_app
     from search_service.server import serve as run_server
 
-    app = create_app(services=_services(Context(settings)))
+    services = _services(Context(settings))
+    app = create_app(services=services)
+    runners = _start_ingest_workers(services, settings, ingest_workers)
     click.echo(f"serving on http://{settings.host}:{settings.port}", err=True)
-    run_server(app, host=settings.host, port=settings.port, threads=threads,
-               shutdown_timeout=settings.shutdown_timeout_seconds)
+    try:
+        run_server(app, host=settings.host, port=settings.port, threads=threads,
+                   shutdown_timeout=settings.shutdown_timeout_seconds)
+    finally:
+        for runner, thread in runners:
+            runner.stopping.set()
+        for runner, thread in runners:
+            thread.join(timeout=settings.shutdown_timeout_seconds)
+
+
+def _make_worker(services, settings: Settings):
+    from ingestion.worker import Worker
+
+    return Worker(services.database, services.ingestion, settings.worker_poll_seconds,
+                  lease_seconds=settings.job_lease_seconds, max_attempts=settings.job_max_attempts)
+
+
+def _start_ingest_workers(services, settings: Settings, count: int) -> list:
+    """`count` ingestion workers as daemon threads on the server's services (models load once)."""
+    import threading
+
+    runners = []
+    for index in range(count):
+        runner = _make_worker(services, settings)
+        thread = threading.Thread(target=runner.run, name=f"ingest-worker-{index}", daemon=True)
+        thread.start()
+        runners.append((runner, thread))
+    if count:
+        click.echo(f"{count} ingestion worker thread(s) started", err=True)
+    return runners
 
 
 def _serve_gunicorn(settings: Settings, threads: int, workers: int) -> None:

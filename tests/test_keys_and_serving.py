@@ -115,3 +115,50 @@ def test_sigterm_finishes_in_flight_requests(tmp_path, minilm_path):
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_serve_with_ingest_workers_indexes_uploads(tmp_path, minilm_path):
+    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDER_MODEL": minilm_path,
+           "RAG_RERANKER_MODEL": "none", "RAG_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "RAG_AUTH": "off",
+           "RAG_WORKER_POLL_SECONDS": "0.2"}
+    subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        server = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--ingest-workers", "1"],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.time() < deadline, "server not ready"
+            time.sleep(0.3)
+        upload = requests.post(f"{base}/v1/collections/notes/documents", timeout=30,
+                               files={"file": ("lighthouse.md", b"# Lighthouse\n\nThe keeper trims the lamp wick at dusk.")})
+        assert upload.status_code == 202, upload.text
+        job_url = f"{base}/v1/jobs/{upload.json()['job_id']}"
+        while (status := requests.get(job_url, timeout=10).json()["status"]) not in ("indexed", "failed"):
+            assert time.time() < deadline + 60, f"job stuck in {status}"
+            time.sleep(0.2)
+        assert status == "indexed"  # no separate `search-service worker` process was started
+        hits = requests.post(f"{base}/v1/search", json={"collection": "notes", "query": "who trims the lamp wick?"},
+                             timeout=30).json()["results"]
+        assert hits[0]["document_id"] == "lighthouse.md"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+        assert "1 ingestion worker thread(s) started" in log.read_text()
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_ingest_workers_refused_with_gunicorn():
+    result = CliRunner().invoke(main, ["serve", "--server", "gunicorn", "--ingest-workers", "1"])
+    assert result.exit_code != 0 and "--ingest-workers runs with waitress only" in result.output
