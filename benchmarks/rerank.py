@@ -4,19 +4,27 @@
     .venv/bin/python benchmarks/rerank.py --size base --queries 2 --passages 50
     .venv/bin/python benchmarks/rerank.py --size large --device cuda --dtype float16 --queries 20
     .venv/bin/python benchmarks/rerank.py --checkpoint BAAI/bge-reranker-v2-m3 --device cuda --dtype float16
+    .venv/bin/python benchmarks/rerank.py --size base --mixed-lengths --ours torch-fp32,torch-bf16,onnx,onnx-int8
 
 One checkpoint, one set of pairs (`--queries` queries x `--passages` passages of about
-`--passage-tokens` tokens; `--mixed-lengths` draws each passage's length from 16..2x that), scored
-by three engines, each in its own process so peak memory is its own:
+`--passage-tokens` tokens; `--mixed-lengths` draws each passage's length from `--min-tokens` to
+`--max-tokens`, 40..400), scored by three engines, each in its own process so peak memory is its own:
 
-- `ours`: `search_service.rerankers.load_reranker(...).score(query, passages)`;
+- `ours`: `search_service.rerankers.load_reranker(...).score(query, passages)`, once per `--ours`
+  variant: torch-fp32, torch-bf16, torch-fp16 (`RAG_RERANKER_DTYPE`), onnx, onnx-int8
+  (`RAG_RERANKER_RUNTIME`; exported once into $RAG_BENCH_CACHE/onnx before the timed worker
+  starts, so load time and peak RSS are those of a warm cache). Default: torch with `--dtype`;
 - `flag`: FlagEmbedding 1.4.2's `FlagReranker.compute_score`, run by this same file in the pinned
   reference environment (transformers 4.46, `tests/reference/requirements.lock`);
 - `st`: sentence-transformers' `CrossEncoder.predict` on the same checkpoint (raw logits).
 
 Each engine scores the first query's first 4 pairs once to warm up, then each query's passages in one
 call, timed. Reported: pairs/s over all queries, p50/p95 latency per query, load time, peak RSS of
-the process (and peak CUDA memory), and the largest absolute score difference from FlagEmbedding.
+the process (and peak CUDA memory), achieved GFLOP/s (useful FLOPs, see `rerank_cost.py` for the
+formula) and its share of a float32 GEMM peak measured in the same run (on CPU), and the drift from
+FlagEmbedding (from the first row without it): the largest absolute score difference and Kendall's
+tau of each query's ranking (mean and min over queries; `search_service/rerankers/drift.py`).
+Below the table, issue #7's goals are checked from the rows.
 
 Without `--checkpoint`, a checkpoint is generated once into ~/.cache/search-service/bench/: `tiny`
 is the tests' tiny XLM-R reranker; `base` (XLM-R base: 12 layers, hidden 768) and `large` (XLM-R
@@ -133,6 +141,15 @@ WORDS = [
     "上海",
 ]
 WARMUP_PAIRS = 4
+# --ours variants: (RAG_RERANKER_RUNTIME, RAG_RERANKER_DTYPE)
+OURS = {
+    "torch-fp32": ("torch", "float32"),
+    "torch-bf16": ("torch", "bfloat16"),
+    "torch-fp16": ("torch", "float16"),
+    "onnx": ("onnx", "float32"),
+    "onnx-int8": ("onnx-int8", "float32"),
+}
+SHORT_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 # -- the parent: checkpoint, pairs, workers, table -------------------------------------------------
@@ -169,7 +186,17 @@ def make_checkpoint(size: str) -> Path:
     return path
 
 
-def make_pairs(checkpoint: str, queries: int, passages: int, tokens: int, mixed: bool, seed: int):
+def make_pairs(
+    checkpoint: str,
+    queries: int,
+    passages: int,
+    tokens: int,
+    mixed: bool,
+    seed: int,
+    length_range: tuple[int, int] | None = None,
+):
+    """Random-word queries and passages; mixed lengths are drawn from `length_range` (default
+    16..2x `tokens`). Returns the jobs and the mean pair length in tokens (untruncated)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
@@ -193,7 +220,8 @@ def make_pairs(checkpoint: str, queries: int, passages: int, tokens: int, mixed:
 
     jobs = []
     for _ in range(queries):
-        lengths = [rng.randint(16, 2 * tokens) if mixed else tokens for _ in range(passages)]
+        low, high = length_range or (16, 2 * tokens)
+        lengths = [rng.randint(low, high) if mixed else tokens for _ in range(passages)]
         jobs.append({"query": text(12), "passages": [text(n) for n in lengths]})
     pair_tokens = [
         len(tokenizer(job["query"], passage, truncation=True, max_length=8192)["input_ids"])
@@ -203,11 +231,29 @@ def make_pairs(checkpoint: str, queries: int, passages: int, tokens: int, mixed:
     return jobs, sum(pair_tokens) / len(pair_tokens)
 
 
-def run_worker(engine: str, job_file: Path, python: str) -> dict:
+def pair_lengths(checkpoint: str, jobs: list[dict], max_length: int) -> tuple[dict, list[int]]:
+    """The checkpoint's config.json and each pair's length as fed (truncated to max_length)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    config = AutoConfig.from_pretrained(checkpoint).to_dict()
+    lengths = [
+        len(tokenizer(job["query"], passage, truncation=True, max_length=max_length)["input_ids"])
+        for job in jobs
+        for passage in job["passages"]
+    ]
+    return config, lengths
+
+
+def run_worker(
+    engine: str, job_file: Path, python: str, variant: str | None = None, prepare: bool = False
+) -> dict:
     env = dict(os.environ)
     if engine == "flag":
         env.pop("PYTHONPATH", None)  # the project's packages must not leak into the reference env
     command = [python, str(Path(__file__).resolve()), "--worker", engine, "--job", str(job_file)]
+    command += ["--variant", variant] if variant else []
+    command += ["--prepare"] if prepare else []
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         raise RuntimeError(
@@ -233,13 +279,26 @@ def describe_checkpoint(args, checkpoint: str) -> str:
 
 def main_parent(args) -> int:
     checkpoint = args.checkpoint or str(make_checkpoint(args.size))
+    length_range = (args.min_tokens, args.max_tokens) if args.mixed_lengths else None
     jobs, mean_tokens = make_pairs(
-        checkpoint, args.queries, args.passages, args.passage_tokens, args.mixed_lengths, args.seed
+        checkpoint,
+        args.queries,
+        args.passages,
+        args.passage_tokens,
+        args.mixed_lengths,
+        args.seed,
+        length_range,
     )
     engines = [engine.strip() for engine in args.engines.split(",") if engine.strip()]
     unknown = set(engines) - set(ENGINES)
     if unknown:
         raise SystemExit(f"unknown engines {sorted(unknown)}; choose from {', '.join(ENGINES)}")
+    variants = [v.strip() for v in (args.ours or f"torch-{SHORT_DTYPES[args.dtype]}").split(",")]
+    unknown = set(variants) - set(OURS)
+    if unknown:
+        raise SystemExit(
+            f"unknown --ours variants {sorted(unknown)}; choose from {', '.join(OURS)}"
+        )
     payload = {
         "checkpoint": checkpoint,
         "jobs": jobs,
@@ -249,55 +308,111 @@ def main_parent(args) -> int:
         "max_length": args.max_length,
         "threads": args.threads,
         "rounds": args.rounds,
+        "onnx_cache_dir": str(CACHE / "onnx"),
     }
+    runs = [
+        (engine, variant)
+        for engine in engines
+        for variant in (variants if engine == "ours" else [None])
+    ]
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         job_file = Path(folder) / "job.json"
         job_file.write_text(json.dumps(payload), encoding="utf-8")
-        for engine in engines:
+        for engine, variant in runs:
             python = sys.executable
             if engine == "flag":
                 sys.path.insert(0, str(ROOT))
                 from tests.reference.env import ensure_reference_env
 
                 python = str(ensure_reference_env())
-            print(f"running {engine}...", file=sys.stderr)
-            results[engine] = run_worker(engine, job_file, python)
-    print_table(args, checkpoint, jobs, mean_tokens, results)
+            if variant and OURS[variant][0] != "torch":
+                print(
+                    f"preparing the {variant} export (cached after the first run)...",
+                    file=sys.stderr,
+                )
+                run_worker(engine, job_file, python, variant, prepare=True)
+            label = f"{ENGINES[engine]} {variant}" if variant else ENGINES[engine]
+            print(f"running {label}...", file=sys.stderr)
+            results[label] = dict(run_worker(engine, job_file, python, variant), variant=variant)
+        gemm = None
+        if not args.device.startswith("cuda") and not args.no_gemm_probe:
+            print("measuring the fp32 GEMM peak...", file=sys.stderr)
+            gemm = run_worker("gemm", job_file, sys.executable)
+    config, lengths = pair_lengths(checkpoint, jobs, args.max_length)
+    print_table(args, checkpoint, jobs, mean_tokens, results, config, lengths, gemm)
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        report = {"args": vars(args), "results": results, "gemm": gemm, "pair_tokens": lengths}
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 
-def print_table(args, checkpoint, jobs, mean_tokens, results) -> None:
+def print_table(args, checkpoint, jobs, mean_tokens, results, config, lengths, gemm) -> None:
+    sys.path.insert(0, str(ROOT))
+    from rerank_cost import encoder_flops, goals, padding_share
+
+    from search_service.rerankers.drift import score_drift
+
     pairs = sum(len(job["passages"]) for job in jobs) * args.rounds
-    reference = results.get("flag") or results.get("ours")
-    reference_name = "FlagEmbedding" if "flag" in results else "ours"
-    flat = lambda result: [score for scores in result["scores"] for score in scores]
+    flag_label = ENGINES["flag"]
+    reference_label = flag_label if flag_label in results else next(iter(results))
+    reference_name = "FlagEmbedding" if reference_label == flag_label else reference_label
+    flops = encoder_flops(config, lengths) * args.rounds
+    lengths_text = (
+        f"mixed lengths {args.min_tokens}..{args.max_tokens} tokens/passage"
+        if args.mixed_lengths
+        else f"~{args.passage_tokens} tokens/passage"
+    )
     print(f"checkpoint: {describe_checkpoint(args, checkpoint)}")
     print(
         f"pairs: {len(jobs)} queries x {args.passages} passages x {args.rounds} round(s) "
-        f"= {pairs} pairs, "
-        f"{'mixed lengths' if args.mixed_lengths else f'~{args.passage_tokens} tokens/passage'}, "
-        f"mean {mean_tokens:.0f} tokens/pair, max_length {args.max_length}, "
-        f"batch {args.batch_size}, {args.device} {args.dtype}"
+        f"= {pairs} pairs, {lengths_text}, mean {mean_tokens:.0f} tokens/pair "
+        f"({sum(lengths) / len(lengths):.0f} as fed), max_length {args.max_length}, "
+        f"batch {args.batch_size}, {args.device}, peers in {args.dtype}"
     )
     print(f"machine: {machine()}")
+    per_query, start = [], 0
+    for job in jobs:
+        per_query.append(lengths[start : start + len(job["passages"])])
+        start += len(job["passages"])
+    print(
+        f"padding: {100 * padding_share(per_query, args.batch_size):.0f} % of the tokens in "
+        f"batches of {args.batch_size} (longest first), not counted in GFLOP/s"
+    )
+    if gemm:
+        print(
+            f"fp32 GEMM peak: {gemm['gflops']:.1f} GFLOP/s ({gemm['size']}^2 matmul, "
+            f"{gemm['threads']} threads)"
+        )
     header = (
         f"| engine | pairs/s | p50 ms/query | p95 ms/query | load s | peak RSS MiB "
-        f"| peak CUDA MiB | max abs diff vs {reference_name} |"
+        f"| peak CUDA MiB | GFLOP/s | % of fp32 GEMM | max abs diff vs {reference_name} "
+        f"| tau mean | tau min |"
     )
     print(header)
     print("|" + "---|" * header.count(" | ") + "---|")
-    for engine, result in results.items():
+    rows = {}
+    for label, result in results.items():
         times = result["times"]
-        diff = max(abs(a - b) for a, b in zip(flat(result), flat(reference), strict=True))
+        drift = score_drift(results[reference_label]["scores"], result["scores"])
+        gflops = flops / sum(times) / 1e9
+        share = f"{100 * gflops / gemm['gflops']:.0f}" if gemm else "-"
         cuda = f"{result['peak_cuda_mib']:.0f}" if result.get("peak_cuda_mib") else "-"
         print(
-            f"| {ENGINES[engine]} ({result['version']}) | {pairs / sum(times):.1f} "
+            f"| {label} ({result['version']}) | {pairs / sum(times):.1f} "
             f"| {percentile(times, 50) * 1000:.0f} | {percentile(times, 95) * 1000:.0f} "
-            f"| {result['load_s']:.1f} | {result['peak_rss_mib']:.0f} | {cuda} | {diff:.2e} |"
+            f"| {result['load_s']:.1f} | {result['peak_rss_mib']:.0f} | {cuda} | {gflops:.1f} "
+            f"| {share} | {drift.max_abs_diff:.2e} | {drift.tau_mean:.4f} | {drift.tau_min:.4f} |"
         )
+        rows[label] = {
+            "label": label,
+            "engine": result["engine"],
+            "variant": result["variant"],
+            "pairs_s": pairs / sum(times),
+            "gflops": gflops,
+        }
+    for line in goals(rows, gemm):
+        print(f"- {line}")
 
 
 def machine() -> str:
@@ -316,7 +431,7 @@ def machine() -> str:
 # -- the workers: one engine each, in its own process ---------------------------------------------
 
 
-def load_engine(engine: str, job: dict):
+def load_engine(engine: str, job: dict, variant: str | None = None):
     """A `score(query, passages) -> list[float]` function, and the engine's version."""
     import torch
 
@@ -326,12 +441,15 @@ def load_engine(engine: str, job: dict):
         sys.path.insert(0, str(ROOT))
         from search_service.rerankers import load_reranker
 
+        runtime, dtype = OURS[variant] if variant else ("torch", dtype)
         reranker = load_reranker(
             job["checkpoint"],
             device=device,
             dtype=dtype,
             batch_size=job["batch_size"],
             max_length=job["max_length"],
+            runtime=runtime,
+            onnx_cache_dir=job.get("onnx_cache_dir"),
         )
         import search_service
 
@@ -398,16 +516,24 @@ def peak_rss_mib() -> float:
     return rss / 1024**2 if sys.platform == "darwin" else rss / 1024  # bytes vs KiB
 
 
-def main_worker(engine: str, job_file: str) -> int:
+def main_worker(engine: str, job_file: str, variant: str | None, prepare: bool) -> int:
     job = json.loads(Path(job_file).read_text(encoding="utf-8"))
     import torch
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
+    if engine == "gemm":
+        from rerank_cost import gemm_probe
+
+        print(json.dumps(gemm_probe()))
+        return 0
     cuda = job["device"].startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     started = time.perf_counter()
-    score, version = load_engine(engine, job)
+    score, version = load_engine(engine, job, variant)
+    if prepare:  # the ONNX export only, so the timed worker starts from a warm cache
+        print(json.dumps({}))
+        return 0
     sync()
     load_s = time.perf_counter() - started
     first = job["jobs"][0]
@@ -451,8 +577,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--mixed-lengths",
         action="store_true",
-        help="passage lengths drawn from 16..2x --passage-tokens",
+        help="passage lengths drawn from --min-tokens..--max-tokens",
     )
+    parser.add_argument("--min-tokens", type=int, default=40, help="with --mixed-lengths")
+    parser.add_argument("--max-tokens", type=int, default=400, help="with --mixed-lengths")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--batch-size", type=int, default=32, help="the same for every engine")
@@ -461,16 +589,26 @@ def parse_args(argv=None):
         "--threads", type=int, help="torch threads in every engine (default: torch's)"
     )
     parser.add_argument("--engines", default="ours,flag,st", help="comma-separated: ours, flag, st")
+    parser.add_argument(
+        "--ours",
+        help=f"comma-separated variants of ours, one row each: {', '.join(OURS)} "
+        "(default: torch in --dtype)",
+    )
+    parser.add_argument(
+        "--no-gemm-probe", action="store_true", help="skip the fp32 matmul peak measurement"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1, help="score every query this many times")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
+    parser.add_argument("--variant", help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     arguments = parse_args()
     if arguments.worker:
-        sys.exit(main_worker(arguments.worker, arguments.job))
+        sys.exit(main_worker(arguments.worker, arguments.job, arguments.variant, arguments.prepare))
     sys.exit(main_parent(arguments))

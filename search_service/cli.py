@@ -206,7 +206,7 @@ def reindex(ctx: Context, names):
     database = Database(ctx.settings.database_url)
     try:
         require_migrated(database)
-        indexes = IndexManager(ctx.settings.index_dir, kind=ctx.settings.index_type, flat_max=ctx.settings.index_flat_max)
+        indexes = IndexManager.from_settings(ctx.settings)
         with database.session() as session:
             collections = [store.get_collection(session, n) for n in names] or [
                 c for c, _, _ in store.list_collections(session)

@@ -51,3 +51,16 @@ class DatabaseNotMigratedError(ServiceError):
 class DimensionMismatchError(ServiceError):
     code = "embedding_dimension_mismatch"
     status = 409
+
+
+class OverloadedError(ServiceError):
+    """More work queued than the service takes on (the reranker's batch queue is full): 429.
+
+    `retry_after`: whole seconds the client should wait, sent as the `Retry-After` header."""
+
+    code = "overloaded"
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))

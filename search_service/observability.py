@@ -92,7 +92,30 @@ class Metrics:
         self.rate_limited = Counter(
             "rag_rate_limited", "Requests refused with 429.", registry=self.registry,
         )
+        self.forward_batch = Histogram(
+            "rag_rerank_forward_batch_size",
+            "Pairs per reranker forward batch formed by the batch scheduler (RAG_BATCHING=on), "
+            "across concurrent requests.",
+            ["model"], buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self.forward_batch_requests = Histogram(
+            "rag_rerank_forward_batch_requests", "Requests sharing each reranker forward batch.",
+            ["model"], buckets=BATCH_BUCKETS, registry=self.registry,
+        )
+        self.forward_seconds = Histogram(
+            "rag_rerank_forward_seconds",
+            "Seconds per reranker forward batch of the batch scheduler (collate, forward, scores).",
+            ["model"], buckets=LATENCY_BUCKETS, registry=self.registry,
+        )
         self.registry.register(DatabaseCollector(services))
+        self.registry.register(SchedulerCollector(services))
+        for scheduler in getattr(services, "schedulers", ()):
+            scheduler.observers.append(self.observe_batch)
+
+    def observe_batch(self, info) -> None:
+        self.forward_batch.labels(info.model).observe(info.rows)
+        self.forward_batch_requests.labels(info.model).observe(info.requests)
+        self.forward_seconds.labels(info.model).observe(info.seconds)
 
     def observe_stages(self, timings_ms: dict) -> None:
         for stage, ms in timings_ms.items():
@@ -142,6 +165,31 @@ class DatabaseCollector:
             if collection_id in names:
                 loaded.add_metric([names[collection_id]], len(index))
         yield from (jobs, documents, chunks, loaded)
+
+
+class SchedulerCollector:
+    """The reranker batch queues, read at scrape time: pairs queued, requests refused (429)."""
+
+    def __init__(self, services):
+        self.services = services
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        queued = GaugeMetricFamily(
+            "rag_rerank_queue_pairs", "Pairs waiting for (or in) a reranker batch.", labels=["model"]
+        )
+        refused = CounterMetricFamily(
+            "rag_rerank_overloaded", "Requests refused with 429 overloaded (RAG_RERANK_QUEUE_MAX).",
+            labels=["model"],
+        )
+        for scheduler in getattr(self.services, "schedulers", ()):
+            queued.add_metric([scheduler.name], scheduler.queued)
+            refused.add_metric([scheduler.name], scheduler.rejected)
+        yield from (queued, refused)
 
 
 def _start() -> None:

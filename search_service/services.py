@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from ingestion.pipeline import IngestionPipeline
 from ingestion.prepare import ParseLimits
@@ -28,8 +28,11 @@ class Services:
     indexes: IndexManager
     search: SearchPipeline
     ingestion: IngestionPipeline
+    schedulers: list = field(default_factory=list)  # one BatchScheduler per loaded reranker
 
     def close(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.close()
         self.database.dispose()
 
 
@@ -41,6 +44,20 @@ class RerankerSpec:
     source: str
     family: str | None
     setting: str
+    # load_reranker options every reranker shares (RAG_RERANKER_RUNTIME, RAG_RERANKER_DTYPE...)
+    options: tuple[tuple[str, object], ...] = ()
+
+
+def reranker_load_options(settings: Settings) -> tuple[tuple[str, object], ...]:
+    """The settings' non-default load options, as `RerankerSpec.options`."""
+    options: list[tuple[str, object]] = []
+    if settings.reranker_dtype != "auto":
+        options.append(("dtype", settings.reranker_dtype))
+    if settings.reranker_runtime != "torch":
+        options.append(("runtime", settings.reranker_runtime))
+        if settings.onnx_cache_dir is not None:
+            options.append(("onnx_cache_dir", str(settings.onnx_cache_dir)))
+    return tuple(options)
 
 
 def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
@@ -50,8 +67,9 @@ def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
     of an RAG_RERANKERS entry, or an id/path loaded under that id; when it is none, the first
     entry is the default. RAG_RERANKER_FAMILY applies to the default only.
     """
+    options = reranker_load_options(settings)
     specs = [
-        RerankerSpec(name, source, None, f"RAG_RERANKERS ({name}=...)")
+        RerankerSpec(name, source, None, f"RAG_RERANKERS ({name}=...)", options)
         for name, source in settings.rerankers
     ]
     default = settings.reranker_model
@@ -61,9 +79,11 @@ def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
         return specs, None
     for index, spec in enumerate(specs):
         if spec.name == default:
-            specs[index] = RerankerSpec(spec.name, spec.source, settings.reranker_family, spec.setting)
+            specs[index] = replace(spec, family=settings.reranker_family)
             return specs, default
-    specs.insert(0, RerankerSpec(default, default, settings.reranker_family, "RAG_RERANKER_MODEL"))
+    specs.insert(
+        0, RerankerSpec(default, default, settings.reranker_family, "RAG_RERANKER_MODEL", options)
+    )
     return specs, default
 
 
@@ -75,10 +95,10 @@ def pick_reranker_spec(
     wanted = default if model is None else model
     for spec in specs:
         if spec.name == wanted:
-            return spec if family is None else RerankerSpec(spec.name, spec.source, family, spec.setting)
+            return spec if family is None else replace(spec, family=family)
     if model is None:
         return None
-    return RerankerSpec(model, model, family, "--model")
+    return RerankerSpec(model, model, family, "--model", reranker_load_options(settings))
 
 
 def load_reranker_spec(spec: RerankerSpec, device: str):
@@ -86,7 +106,7 @@ def load_reranker_spec(spec: RerankerSpec, device: str):
     from search_service.rerankers import load_reranker
 
     try:
-        return load_reranker(spec.source, device=device, family=spec.family)
+        return load_reranker(spec.source, device=device, family=spec.family, **dict(spec.options))
     except ModelLoadError as error:
         raise ModelLoadError(f"{spec.setting}: {error.message}") from error
 
@@ -100,10 +120,41 @@ def load_rerankers(settings: Settings) -> RerankerSet:
         key = (spec.source, spec.family)
         if key not in loaded:
             loaded[key] = load_reranker_spec(spec, settings.device)
+            if settings.batch_token_budget:  # batches within one call follow it too
+                loaded[key].token_budget = settings.batch_token_budget
         rerankers[spec.name] = loaded[key]
     if len(rerankers) > 1:
         log.info("rerankers loaded: %s (default %s)", ", ".join(rerankers), default)
     return RerankerSet(rerankers, default)
+
+
+def batched_rerankers(settings: Settings, rerankers: RerankerSet) -> tuple[RerankerSet, list]:
+    """With RAG_BATCHING=on, each distinct reranker gets a scheduler that batches the pairs of
+    concurrent requests; the set holds copies that score through it (the given models untouched)."""
+    if settings.batching != "on" or not rerankers.rerankers:
+        return rerankers, []
+    from search_service.rerankers.scheduler import BatchScheduler
+
+    copies: dict[int, object] = {}
+    schedulers = []
+    for name, reranker in rerankers.rerankers.items():
+        if id(reranker) in copies:
+            continue
+        if not hasattr(reranker, "with_scheduler"):  # not a Reranker (a stand-in): as it is
+            copies[id(reranker)] = reranker
+        else:
+            scheduler = BatchScheduler(
+                reranker,
+                max_delay_ms=settings.batch_max_delay_ms,
+                token_budget=settings.batch_token_budget,
+                max_batch_size=settings.batch_max_size,
+                queue_max=settings.rerank_queue_max,
+                name=name,
+            )
+            schedulers.append(scheduler)
+            copies[id(reranker)] = reranker.with_scheduler(scheduler)
+    batched = {name: copies[id(reranker)] for name, reranker in rerankers.rerankers.items()}
+    return RerankerSet(batched, rerankers.default), schedulers
 
 
 def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet | None = None, with_rerankers: bool = True) -> Services:
@@ -121,7 +172,8 @@ def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet 
     except BaseException:
         database.dispose()
         raise
-    indexes = IndexManager(settings.index_dir, kind=settings.index_type, flat_max=settings.index_flat_max)
+    indexes = IndexManager.from_settings(settings)
+    rerankers, schedulers = batched_rerankers(settings, rerankers)
     return Services(
         settings=settings,
         database=database,
@@ -143,4 +195,5 @@ def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet 
             parse_limits=ParseLimits(settings.parse_timeout_seconds, settings.parse_memory_bytes),
             sparse_head=sparse_head,
         ),
+        schedulers=schedulers,
     )

@@ -13,6 +13,8 @@ from search_service.errors import ConfigurationError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DISABLED = {"none", "off", "", "false", "0"}
+RERANKER_RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx*: encoder family, CPU (onnx_runtime.py)
+RERANKER_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
@@ -69,6 +71,9 @@ class Settings:
     # `reranker`. The default is `reranker_model` (a name from here, or an id/path loaded under
     # that id), or the first entry when `reranker_model` is None.
     rerankers: tuple[tuple[str, str], ...] = ()
+    reranker_runtime: str = "torch"  # torch | onnx | onnx-int8, for every loaded reranker
+    reranker_dtype: str = "auto"  # auto (float16 on a GPU, float32 on CPU) | float32 | ...
+    onnx_cache_dir: Path | None = None  # exported ONNX models; None: ~/.cache/search-service/onnx
     device: str = "auto"
     candidates: int = 50
     top_k: int = 5
@@ -81,9 +86,17 @@ class Settings:
     worker_poll_seconds: float = 1.0
     search_mode: str = "dense"  # dense | sparse | hybrid, when a request names none
     rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
+    # Dynamic batching (rerankers/scheduler.py): concurrent requests share the reranker's batches.
+    batching: str = "on"  # on | off
+    batch_max_delay_ms: float = 5.0  # longest a pair waits for batch-mates
+    batch_token_budget: int | None = None  # rows x longest row per batch; None: 4096 CPU, 32768 GPU
+    batch_max_size: int | None = None  # rows per batch; None: 32 CPU, 128 GPU
+    rerank_queue_max: int = 2048  # pairs queued per reranker before requests get 429 overloaded
     query_cache_size: int = 1024  # cached query embeddings (LRU); 0 disables the cache
-    index_type: str = "auto"  # auto | flat | hnsw
+    index_type: str = "auto"  # auto (flat up to index_flat_max, ivf above) | flat | ivf | hnsw
     index_flat_max: int = 100_000
+    index_nprobe: int = 256  # IVF lists searched per query (docs/benchmarks.md, FAISS index types)
+    index_ef_search: int = 512  # HNSW candidate list per query (at least the k asked for)
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
     parse_timeout_seconds: float = 60.0
@@ -112,8 +125,10 @@ class Settings:
             )
         if self.search_mode not in ("dense", "sparse", "hybrid"):
             raise ConfigurationError(f"RAG_SEARCH_MODE must be dense, sparse or hybrid, got {self.search_mode!r}")
-        if self.index_type not in ("auto", "flat", "hnsw"):
-            raise ConfigurationError(f"RAG_INDEX_TYPE must be auto, flat or hnsw, got {self.index_type!r}")
+        if self.index_type not in ("auto", "flat", "ivf", "hnsw"):
+            raise ConfigurationError(f"RAG_INDEX_TYPE must be auto, flat, ivf or hnsw, got {self.index_type!r}")
+        if self.index_nprobe < 1 or self.index_ef_search < 1:
+            raise ConfigurationError("RAG_INDEX_NPROBE and RAG_INDEX_EF_SEARCH must be at least 1")
         self._check_rerankers()
         self._check_operations()
         if self.candidates < 1 or self.top_k < 1:
@@ -129,6 +144,22 @@ class Settings:
                 raise ConfigurationError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
 
     def _check_rerankers(self) -> None:
+        if self.reranker_runtime not in RERANKER_RUNTIMES:
+            raise ConfigurationError(
+                f"RAG_RERANKER_RUNTIME must be {', '.join(RERANKER_RUNTIMES)}, "
+                f"got {self.reranker_runtime!r}"
+            )
+        if self.reranker_dtype not in RERANKER_DTYPES:
+            raise ConfigurationError(
+                f"RAG_RERANKER_DTYPE must be {', '.join(RERANKER_DTYPES)}, "
+                f"got {self.reranker_dtype!r}"
+            )
+        if self.reranker_runtime != "torch" and self.reranker_dtype not in ("auto", "float32"):
+            raise ConfigurationError(
+                f"RAG_RERANKER_RUNTIME={self.reranker_runtime} runs a float32 checkpoint "
+                f"(onnx-int8 quantizes it itself); RAG_RERANKER_DTYPE={self.reranker_dtype} "
+                "applies to the torch runtime only"
+            )
         object.__setattr__(self, "rerankers", tuple(tuple(entry) for entry in self.rerankers))
         seen: set[str] = set()
         for name, source in self.rerankers:
@@ -164,6 +195,17 @@ class Settings:
         storage = self.rate_limit_storage
         if storage != "memory" and not storage.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"RAG_RATE_LIMIT_STORAGE must be memory or a redis:// URL, got {storage!r}")
+        if self.batching not in ("on", "off"):
+            raise ConfigurationError(f"RAG_BATCHING must be on or off, got {self.batching!r}")
+        if not 0 <= self.batch_max_delay_ms <= 1000:
+            raise ConfigurationError(
+                f"RAG_BATCH_MAX_DELAY_MS must be between 0 and 1000, got {self.batch_max_delay_ms}"
+            )
+        for name, value in (("RAG_BATCH_TOKEN_BUDGET", self.batch_token_budget),
+                            ("RAG_BATCH_MAX_SIZE", self.batch_max_size),
+                            ("RAG_RERANK_QUEUE_MAX", self.rerank_queue_max)):
+            if value is not None and value < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {value}")
         if self.log_format not in ("json", "text"):
             raise ConfigurationError(f"RAG_LOG_FORMAT must be json or text, got {self.log_format!r}")
 
@@ -214,6 +256,11 @@ def _parse_switch(name: str, raw: str) -> str:
     raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
 
 
+def _parse_auto_int(name: str, raw: str, minimum: int) -> int | None:
+    """An integer, or `auto` (None: the code picks by device)."""
+    return None if raw.strip().lower() in ("auto", "") else _parse_int(name, raw, minimum)
+
+
 RATE_UNITS = {"second": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
 
 
@@ -236,6 +283,9 @@ ENVIRONMENT = {
     "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: _parse_optional_model(raw)),
     "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: _parse_optional_model(raw)),
     "RAG_RERANKERS": ("rerankers", _parse_rerankers),
+    "RAG_RERANKER_RUNTIME": ("reranker_runtime", lambda _n, raw: raw.strip().lower()),
+    "RAG_RERANKER_DTYPE": ("reranker_dtype", lambda _n, raw: raw.strip().lower()),
+    "RAG_ONNX_CACHE_DIR": ("onnx_cache_dir", lambda _n, raw: Path(raw).expanduser()),
     "RAG_DEVICE": ("device", lambda _n, raw: raw.strip().lower()),
     "RAG_CANDIDATES": ("candidates", lambda n, raw: _parse_int(n, raw, 1)),
     "RAG_TOP_K": ("top_k", lambda n, raw: _parse_int(n, raw, 1)),
@@ -248,9 +298,16 @@ ENVIRONMENT = {
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
     "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_BATCHING": ("batching", lambda n, raw: _parse_switch(n, raw)),
+    "RAG_BATCH_MAX_DELAY_MS": ("batch_max_delay_ms", _float),
+    "RAG_BATCH_TOKEN_BUDGET": ("batch_token_budget", lambda n, raw: _parse_auto_int(n, raw, 1)),
+    "RAG_BATCH_MAX_SIZE": ("batch_max_size", lambda n, raw: _parse_auto_int(n, raw, 1)),
+    "RAG_RERANK_QUEUE_MAX": ("rerank_queue_max", lambda n, raw: _parse_int(n, raw, 1)),
     "RAG_QUERY_CACHE_SIZE": ("query_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_INDEX_TYPE": ("index_type", lambda _n, raw: raw.strip().lower()),
     "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_INDEX_NPROBE": ("index_nprobe", lambda n, raw: _parse_int(n, raw, 1)),
+    "RAG_INDEX_EF_SEARCH": ("index_ef_search", lambda n, raw: _parse_int(n, raw, 1)),
     "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", _float),
     "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: _parse_int(n, raw, 1)),
     "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", _float),

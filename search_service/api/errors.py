@@ -46,7 +46,11 @@ def register_error_handlers(app: Flask) -> None:
     def service_error(exc: ServiceError):
         if exc.status >= 500:
             log.error("%s: %s", exc.code, exc.message)
-        return error_response(exc.status, exc.code, exc.message)
+        response, status = error_response(exc.status, exc.code, exc.message)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response, status
 
     @app.errorhandler(ValidationError)
     def validation_error(exc: ValidationError):

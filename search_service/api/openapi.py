@@ -67,7 +67,7 @@ OPERATIONS: dict[str, Operation] = {
 ERRORS = {
     400: "invalid request", 401: "missing or invalid API key", 403: "the key's role is insufficient",
     404: "not found (also: a collection this key does not cover)", 413: "body too large",
-    429: "rate limited (see Retry-After)",
+    429: "rate limited, or the reranker queue is full (`overloaded`); see Retry-After",
 }
 RULE_ARG = re.compile(r"<(?:[a-z]+:)?([A-Za-z_]+)>")
 

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from search_service.devices import resolve_device, resolve_dtype
+from search_service.errors import ConfigurationError
 from search_service.rerankers.base import Reranker, sigmoid
 from search_service.rerankers.checkpoint import Checkpoint, resolve_checkpoint
 from search_service.rerankers.registry import detect_family, family_class, known_families
@@ -39,6 +40,8 @@ def load_reranker(
     cache_dir: str | os.PathLike[str] | None = None,
     revision: str | None = None,
     local_files_only: bool | None = None,
+    runtime: str | None = None,
+    onnx_cache_dir: str | os.PathLike[str] | None = None,
     **options: Any,
 ) -> Reranker:
     """Load a reranker from a local directory or a Hugging Face hub id.
@@ -49,9 +52,29 @@ def load_reranker(
     options go to the family's `load` (encoder: max_length, batch_size, query_max_length,
     trust_remote_code, attn_implementation). Raises `ModelLoadError` when the model cannot be
     loaded.
+
+    `runtime`: torch (default), or onnx / onnx-int8 (encoder family only, CPU): the forward pass in
+    ONNX Runtime, exported once into `onnx_cache_dir` (see `onnx_runtime.py`). Another family with
+    an onnx runtime is a `ConfigurationError`.
     """
     checkpoint = resolve_checkpoint(
         name_or_path, cache_dir=cache_dir, revision=revision, local_files_only=local_files_only
     )
     family_name = family or detect_family(checkpoint.config, checkpoint.name_or_path)
-    return family_class(family_name).load(checkpoint, device=device, dtype=dtype, **options)
+    cls = family_class(family_name)
+    if runtime is not None and runtime.strip().lower() != "torch":
+        from search_service.rerankers.encoder import EncoderReranker
+        from search_service.rerankers.onnx_runtime import OnnxEncoderReranker, check_runtime
+
+        runtime = check_runtime(runtime)
+        if cls is not EncoderReranker:
+            raise ConfigurationError(
+                f"reranker {checkpoint.name_or_path!r} is of the {family_name} family; the "
+                f"{runtime} runtime runs the encoder family only (cross-encoders such as "
+                "bge-reranker-v2-m3): set RAG_RERANKER_RUNTIME=torch for it"
+            )
+        return OnnxEncoderReranker.load(
+            checkpoint, runtime=runtime, device=device, dtype=dtype, cache_dir=onnx_cache_dir,
+            **options,
+        )
+    return cls.load(checkpoint, device=device, dtype=dtype, **options)

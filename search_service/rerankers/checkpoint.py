@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from search_service.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 TRUE_VALUES = {"1", "on", "yes", "true"}
+Loaded = TypeVar("Loaded")
 
 
 def hub_offline() -> bool:
@@ -107,7 +109,25 @@ def load_transformers_model(
         tokenizer = AutoTokenizer.from_pretrained(source, **options)
         model = auto_class.from_pretrained(source, **model_options)
         model.to(device)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
     model.eval()
     return tokenizer, model
+
+
+def load_with_fast_tokenizer(
+    checkpoint: Checkpoint, load_model: Callable[[], Loaded]
+) -> tuple[Any, Loaded]:
+    """(tokenizer, `load_model()`) for our own model code: the tokenizer is loaded from
+    tokenizer.json as it is (as transformers 4.46 does), not rebuilt from its vocabulary.
+
+    Any loading failure (OSError, ValueError, hub errors...) becomes one `ModelLoadError`.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    source = checkpoint.name_or_path
+    try:
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(source, **checkpoint.hub_options)
+        return tokenizer, load_model()
+    except Exception as error:
+        raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error

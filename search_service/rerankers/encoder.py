@@ -52,7 +52,7 @@ class EncoderReranker(Reranker):
     def __init__(
         self,
         *,
-        model: torch.nn.Module,
+        model: torch.nn.Module | None,
         tokenizer: Any,
         name: str,
         device: str,
@@ -60,11 +60,14 @@ class EncoderReranker(Reranker):
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         query_max_length: int | None = None,
+        config: Any = None,
     ):
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise ModelLoadError(f"reranker {name!r} needs a fast tokenizer (tokenizer.json)")
         self.model = model
+        # Only the config when another runtime runs the forward (onnx_runtime.py): no torch weights.
+        self.config = model.config if config is None else config
         self.tokenizer = tokenizer
         # A private backend, never reconfigured after this point: request threads only read it, so
         # they never trip the tokenizers "Already borrowed" error that HF's __call__ can cause
@@ -129,7 +132,7 @@ class EncoderReranker(Reranker):
 
     @property
     def max_supported_length(self) -> int | None:
-        config = self.model.config
+        config = self.config
         positions = getattr(config, "max_position_embeddings", None)
         if positions is None:
             return None

@@ -27,8 +27,6 @@ warning); the requested dtype is honoured, and `auto` on a CUDA GPU is bfloat16 
 
 from __future__ import annotations
 
-import logging
-import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,25 +35,22 @@ import torch
 
 from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ConfigurationError, ModelLoadError
-from search_service.rerankers.base import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_MAX_LENGTH,
-    Reranker,
-    sigmoid,
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
+from search_service.rerankers.checkpoint import Checkpoint, load_with_fast_tokenizer
+from search_service.rerankers.decoder import (
+    LayeredDecoderReranker,
+    LayeredFeature,
+    Layers,
+    as_integers,
 )
-from search_service.rerankers.checkpoint import Checkpoint
-from search_service.rerankers.decoder_inputs import BosPolicy, DecoderFeature, DecoderInputBuilder
 from search_service.rerankers.gemma2_lightweight import (
     LightweightGemma2ForScoring,
     attention_implementation,
     load_lightweight_gemma2,
 )
 
-log = logging.getLogger(__name__)
-
 DEFAULT_PROMPT = "Predict whether passage B contains an answer to query A."
 DEFAULT_COMPRESS_LAYERS = (8,)
-Layers = int | Iterable[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +60,19 @@ class Compression:
 
 
 @dataclass(frozen=True, slots=True)
-class LightweightFeature:
+class LightweightFeature(LayeredFeature):
     """One pair's inputs and how to score it: the layers (head order) and the compression."""
 
-    inputs: DecoderFeature
-    layers: tuple[int, ...]
     compression: Compression
 
-    def __len__(self) -> int:
-        return len(self.inputs)
 
-
-class LightweightReranker(Reranker):
+class LightweightReranker(LayeredDecoderReranker):
     family = "lightweight"
-    options = frozenset({"prompt", "cutoff_layers", "compress_ratio", "compress_layers", "query_max_length"})
+    options = frozenset(
+        {"prompt", "cutoff_layers", "compress_ratio", "compress_layers", "query_max_length"}
+    )
+    default_prompt = DEFAULT_PROMPT
+    ascending_layers = True
 
     def __init__(
         self,
@@ -96,22 +90,19 @@ class LightweightReranker(Reranker):
         compress_layers: Iterable[int] = DEFAULT_COMPRESS_LAYERS,
         prompt: str | None = None,
     ):
-        self.model = model
-        self.tokenizer = tokenizer
-        try:
-            self.inputs = DecoderInputBuilder(
-                tokenizer, bos_policy=BosPolicy.ALWAYS, padding_side="right"
-            )
-        except ValueError as error:
-            raise ModelLoadError(f"reranker {name!r}: {error}") from error
-        self.query_max_length = query_max_length
-        self.prompt = DEFAULT_PROMPT if prompt is None else prompt
-        default = model.config.num_hidden_layers if cutoff_layers is None else cutoff_layers
-        self.cutoff_layer = self._one_layer(default)
-        self.compression = self._compression(compress_ratio, compress_layers, Compression())
         super().__init__(
-            name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size
+            model=model,
+            tokenizer=tokenizer,
+            name=name,
+            device=device,
+            dtype=dtype,
+            max_length=max_length,
+            batch_size=batch_size,
+            query_max_length=query_max_length,
+            cutoff_layers=cutoff_layers,
+            prompt=prompt,
         )
+        self.compression = self._compression(compress_ratio, compress_layers, Compression())
 
     @classmethod
     def load(
@@ -131,8 +122,6 @@ class LightweightReranker(Reranker):
         batch_size, query_max_length, cutoff_layers, compress_ratio, compress_layers, prompt.
         The tokenizer is loaded from tokenizer.json as it is, as transformers 4.46 does.
         """
-        from transformers import PreTrainedTokenizerFast
-
         device_name = resolve_device(device)
         if dtype in (None, "auto") and device_name.startswith("cuda"):
             dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -142,8 +131,8 @@ class LightweightReranker(Reranker):
             implementation = attention_implementation(attn_logit_softcapping, attn_implementation)
         except ValueError as error:
             raise ConfigurationError(f"reranker {source!r}: {error}") from error
-        try:
-            tokenizer = PreTrainedTokenizerFast.from_pretrained(source, **checkpoint.hub_options)
+
+        def load_model() -> tuple[LightweightGemma2ForScoring, dict[str, list[str]]]:
             model, info = load_lightweight_gemma2(
                 source,
                 dtype=torch_dtype,
@@ -151,151 +140,56 @@ class LightweightReranker(Reranker):
                 attn_implementation=implementation,
                 **checkpoint.hub_options,
             )
-            model.to(device_name)
-        except Exception as error:  # from_pretrained raises OSError, ValueError, hub errors...
-            raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
+            return model.to(device_name), info
+
+        tokenizer, (model, info) = load_with_fast_tokenizer(checkpoint, load_model)
         if info["missing_keys"]:
             missing = ", ".join(sorted(info["missing_keys"]))
             raise ModelLoadError(f"reranker {source!r} lacks weights: {missing}")
-        log.info("loaded lightweight reranker %s on %s (%s)", source, device_name, torch_dtype)
-        return cls(
-            model=model,
-            tokenizer=tokenizer,
-            name=source,
-            device=device_name,
-            dtype=torch_dtype,
-            **options,
-        )
+        return cls._loaded(checkpoint, tokenizer, model, device_name, torch_dtype, **options)
 
     @property
     def layers(self) -> list[int]:
         """The layers that have a score head (what `cutoff_layers` may name)."""
         return list(self.model.config.score_layers)
 
-    @property
-    def max_supported_length(self) -> int | None:
-        # The passage budget; the query, prompt and separators come on top (as in FlagEmbedding).
-        return getattr(self.model.config, "max_position_embeddings", None)
-
-    # -- public API ------------------------------------------------------------------------------
-
-    def score_pairs(
-        self,
-        pairs: Sequence[Sequence[str]],
-        normalize: bool = False,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        cutoff_layers: Layers | None = None,
-        **options: Any,
-    ) -> list[float]:
-        """One score per pair from ONE layer (`cutoff_layers`: an int or a one-item list);
-        `score()` (from the base class) builds the pairs and comes here."""
-        layer = self.cutoff_layer if cutoff_layers is None else self._one_layer(cutoff_layers)
-        return super().score_pairs(
-            pairs,
-            normalize=normalize,
-            batch_size=batch_size,
-            max_length=max_length,
-            cutoff_layers=(layer,),
-            **options,
-        )
-
-    def score_layers(
-        self,
-        query: str,
-        passages: Sequence[str],
-        cutoff_layers: Layers,
-        normalize: bool = False,
-        batch_size: int | None = None,
-        max_length: int | None = None,
-        **options: Any,
-    ) -> dict[int, list[float]]:
-        """`{layer: one score per passage}` for several layers from one forward pass per batch,
-        keyed in ascending layer order (repeats dropped); layer i of that order uses head i.
-        `options`: compress_ratio, compress_layers, prompt, query_max_length."""
-        layers = self._layers(cutoff_layers)
-        if not passages:
-            return {layer: [] for layer in layers}
-        pairs = [self._check_pair((query, passage)) for passage in passages]
-        length = self.max_length if max_length is None else self._check_max_length(max_length)
-        features = self.tokenize(pairs, length, cutoff_layers=layers, **options)
-        rows = self._score_features(features, batch_size or self.batch_size)
-        columns = [[row] for row in rows] if len(layers) == 1 else rows
-        scores = {layer: [row[i] for row in columns] for i, layer in enumerate(layers)}
-        if normalize:
-            return {layer: [sigmoid(value) for value in values] for layer, values in scores.items()}
-        return scores
-
     # -- stages ----------------------------------------------------------------------------------
 
-    def tokenize(
+    def tokenize(  # type: ignore[override]
         self,
         pairs: Sequence[tuple[str, str]],
         max_length: int,
         *,
-        cutoff_layers: Layers | None = None,
         compress_ratio: int | None = None,
         compress_layers: Iterable[int] | None = None,
-        prompt: str | None = None,
-        query_max_length: int | None = None,
+        **options: Any,
     ) -> list[LightweightFeature]:
         """LightWeightFlagLLMReranker's inputs, tagged with the layers and the compression
-        (defaults: the instance's)."""
-        layers = (self.cutoff_layer,) if cutoff_layers is None else self._layers(cutoff_layers)
+        (defaults: the instance's); `options`: cutoff_layers, prompt, query_max_length."""
         compression = self._compression(compress_ratio, compress_layers, self.compression)
-        built = self.inputs.build(
-            pairs,
-            max_length,
-            prompt=self.prompt if prompt is None else prompt,
-            query_max_length=query_max_length or self.query_max_length,
-        )
-        return [LightweightFeature(feature, layers, compression) for feature in built]
+        return [
+            LightweightFeature(feature.inputs, feature.layers, compression)
+            for feature in super().tokenize(pairs, max_length, **options)
+        ]
 
     def collate(self, features: Sequence[LightweightFeature]) -> dict[str, Any]:
-        settings = {(feature.layers, feature.compression) for feature in features}
-        if len(settings) != 1:
-            raise ValueError("a batch must be scored with one set of layers and compression")
-        inputs = [feature.inputs for feature in features]
-        batch: dict[str, Any] = {
-            key: value.to(self.device) for key, value in self.inputs.collate(inputs).items()
-        }
-        layers, compression = settings.pop()
+        batch = super().collate(features)
+        first = features[0]
         batch.update(
-            query_lengths=[feature.query_length for feature in inputs],
-            prompt_lengths=[feature.prompt_length for feature in inputs],
-            cutoff_layers=layers,
-            compress_layers=compression.layers,
-            compress_ratio=compression.ratio,
+            query_lengths=[feature.inputs.query_length for feature in features],
+            prompt_lengths=[feature.inputs.prompt_length for feature in features],
+            cutoff_layers=first.layers,
+            compress_layers=first.compression.layers,
+            compress_ratio=first.compression.ratio,
         )
         return batch
+
+    def batch_key(self, feature: LightweightFeature) -> tuple[Any, ...]:
+        return (feature.layers, feature.compression)  # one of each per batch (see `collate`)
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """Logits `[rows, layers]`, the columns in ascending layer order."""
         return self.model(**batch)
-
-    def postprocess(self, logits: torch.Tensor) -> list[Any]:
-        """One float per row for one layer (what `score` needs), else one list per row."""
-        values = logits.float().cpu()
-        return values[:, 0].tolist() if values.shape[1] == 1 else values.tolist()
-
-    # -- helpers ---------------------------------------------------------------------------------
-
-    def _layers(self, cutoff_layers: Layers) -> tuple[int, ...]:
-        """Distinct layers, ascending (the head order), each checked to have a head."""
-        requested = _integers(cutoff_layers, "cutoff_layers")
-        try:
-            return tuple(self.model.check_layers(requested))
-        except ValueError as error:
-            raise ConfigurationError(str(error)) from error
-
-    def _one_layer(self, cutoff_layers: Layers) -> int:
-        layers = self._layers(cutoff_layers)
-        if len(layers) != 1:
-            raise ConfigurationError(
-                f"score() reads one layer, got cutoff_layers={list(layers)}; "
-                "use score_layers() for several"
-            )
-        return layers[0]
 
     @staticmethod
     def _compression(
@@ -304,16 +198,5 @@ class LightweightReranker(Reranker):
         ratio = default.ratio if ratio is None else ratio
         if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio < 1:
             raise ConfigurationError(f"compress_ratio must be an integer >= 1, got {ratio!r}")
-        chosen = default.layers if layers is None else tuple(_integers(layers, "compress_layers"))
+        chosen = default.layers if layers is None else tuple(as_integers(layers, "compress_layers"))
         return Compression(ratio, tuple(sorted(set(chosen))))
-
-
-def _integers(value: Any, name: str) -> list[int]:
-    """An int or an iterable of ints, as a list; booleans and other types are refused."""
-    try:
-        items = [value] if not isinstance(value, Iterable) else list(value)
-        if any(isinstance(item, bool) for item in items):
-            raise TypeError("a boolean is not a number")
-        return [operator.index(item) for item in items]
-    except TypeError as error:
-        raise ConfigurationError(f"{name} must be integers, got {value!r}") from error

@@ -13,61 +13,36 @@ Per-call options (`score(..., prompt=..., query_max_length=...)`) go to `tokeniz
 from __future__ import annotations
 
 import inspect
-import logging
-from collections.abc import Sequence
-from typing import Any
 
 import torch
 
 from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ModelLoadError
-from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
-from search_service.rerankers.decoder_inputs import (
-    DecoderFeature,
-    DecoderInputBuilder,
-    last_token_positions,
-)
-
-log = logging.getLogger(__name__)
+from search_service.rerankers.decoder import DecoderReranker
+from search_service.rerankers.decoder_inputs import last_token_positions
 
 YES = "Yes"
 
 
-class LLMReranker(Reranker):
+class LLMReranker(DecoderReranker):
+    """Constructed as `DecoderReranker` (model, tokenizer, name, device, dtype, max_length,
+    batch_size, query_max_length, prompt)."""
+
     family = "llm"
     options = frozenset({"prompt", "query_max_length"})
 
-    def __init__(
-        self,
-        *,
-        model: torch.nn.Module,
-        tokenizer: Any,
-        name: str,
-        device: str,
-        dtype: torch.dtype,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        query_max_length: int | None = None,
-        prompt: str | None = None,
-    ):
-        if getattr(tokenizer, "backend_tokenizer", None) is None:
-            raise ModelLoadError(f"reranker {name!r} needs a fast tokenizer (tokenizer.json)")
-        yes_ids = tokenizer(YES, add_special_tokens=False)["input_ids"]
+    def _prepare(self) -> None:
+        yes_ids = self.tokenizer(YES, add_special_tokens=False)["input_ids"]
         if not yes_ids:
-            raise ModelLoadError(f"reranker {name!r}: the tokenizer gives no token for {YES!r}")
-        self.model = model
-        self.tokenizer = tokenizer
-        self.inputs = DecoderInputBuilder(tokenizer)
+            raise ModelLoadError(
+                f"reranker {self.name!r}: the tokenizer gives no token for {YES!r}"
+            )
         self.yes_id = yes_ids[0]
-        self.query_max_length = query_max_length
-        self.prompt = prompt
         # transformers' own causal LMs take logits_to_keep; remote-code ones may not.
-        parameters = inspect.signature(model.forward).parameters
+        parameters = inspect.signature(self.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in parameters
-        super().__init__(
-            name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size
-        )
 
     @classmethod
     def load(
@@ -87,7 +62,6 @@ class LLMReranker(Reranker):
 
         device_name = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, device_name)
-        source = checkpoint.name_or_path
         tokenizer, model = load_transformers_model(
             AutoModelForCausalLM,
             checkpoint,
@@ -96,43 +70,17 @@ class LLMReranker(Reranker):
             trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation,
         )
-        log.info("loaded llm reranker %s on %s (%s)", source, device_name, torch_dtype)
-        return cls(
-            model=model,
-            tokenizer=tokenizer,
-            name=source,
-            device=device_name,
-            dtype=torch_dtype,
+        return cls._loaded(
+            checkpoint,
+            tokenizer,
+            model,
+            device_name,
+            torch_dtype,
             max_length=max_length,
             batch_size=batch_size,
             query_max_length=query_max_length,
             prompt=prompt,
         )
-
-    @property
-    def max_supported_length(self) -> int | None:
-        # The passage budget; the prompt and separators come on top of it (as in FlagEmbedding).
-        return getattr(self.model.config, "max_position_embeddings", None)
-
-    def tokenize(
-        self,
-        pairs: Sequence[tuple[str, str]],
-        max_length: int,
-        *,
-        prompt: str | None = None,
-        query_max_length: int | None = None,
-    ) -> list[DecoderFeature]:
-        """FlagLLMReranker's inputs; `prompt` and `query_max_length` default to the instance's."""
-        return self.inputs.build(
-            pairs,
-            max_length,
-            prompt=self.prompt if prompt is None else prompt,
-            query_max_length=query_max_length or self.query_max_length,
-        )
-
-    def collate(self, features: Sequence[DecoderFeature]) -> dict[str, torch.Tensor]:
-        batch = self.inputs.collate(features)
-        return {key: value.to(self.device) for key, value in batch.items()}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         last = last_token_positions(batch["attention_mask"])

@@ -4,6 +4,12 @@ Every process keeps its own in-memory copies and catches them up from the databa
 collection's `vector_version` moves, so a running server sees what a worker indexed without a
 restart. The worker also writes snapshots (temporary file, fsync, atomic rename) so a process
 starting up loads the snapshot and fetches only the difference.
+
+The index type follows the collection's size (`choose_kind`): exact Flat up to `flat_max` vectors,
+IVF above (RAG_INDEX_TYPE=auto), or the type named. An index is rebuilt from the database (which
+also retrains IVF lists on the collection as it is then) when the wanted type changes, when HNSW
+tombstones pass `compact_ratio`, when an IVF collection has grown `retrain_growth` times past its
+training size, and on `rebuild` (`search-service reindex`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from search_service.retrieval.ann import VectorIndex, choose_kind
+from search_service.retrieval.ann import (
+    DEFAULT_EF_SEARCH,
+    DEFAULT_NPROBE,
+    IVF_RETRAIN_GROWTH,
+    VectorIndex,
+    choose_kind,
+)
 from search_service.store.models import Chunk, Collection
 
 __all__ = ["IndexManager", "VectorIndex", "vectors_from_bytes"]
@@ -37,13 +49,36 @@ def vectors_from_bytes(blobs: list[bytes], dimension: int) -> np.ndarray:
 class IndexManager:
     """This process's indexes, kept in step with the database by `vector_version`."""
 
-    def __init__(self, index_dir: Path, *, kind: str = "auto", flat_max: int = 100_000, compact_ratio: float = 0.2):
+    def __init__(
+        self,
+        index_dir: Path,
+        *,
+        kind: str = "auto",
+        flat_max: int = 100_000,
+        compact_ratio: float = 0.2,
+        nprobe: int = DEFAULT_NPROBE,
+        ef_search: int = DEFAULT_EF_SEARCH,
+        retrain_growth: float = IVF_RETRAIN_GROWTH,
+    ):
         self.index_dir = Path(index_dir)
         self.kind = kind
         self.flat_max = flat_max
         self.compact_ratio = compact_ratio
+        self.retrain_growth = retrain_growth
+        # search options every index of this process gets, whatever its snapshot was built with
+        self.options = {"nprobe": nprobe, "ef_search": ef_search, "exact_max": flat_max}
         self._indexes: dict[int, tuple[int, VectorIndex]] = {}
         self._lock = threading.RLock()
+
+    @classmethod
+    def from_settings(cls, settings) -> IndexManager:
+        return cls(
+            settings.index_dir,
+            kind=settings.index_type,
+            flat_max=settings.index_flat_max,
+            nprobe=settings.index_nprobe,
+            ef_search=settings.index_ef_search,
+        )
 
     def snapshot_path(self, collection_id: int) -> Path:
         return self.index_dir / f"collection-{collection_id}.faiss"
@@ -59,8 +94,12 @@ class IndexManager:
                 count = session.scalar(select(func.count()).where(Chunk.collection_id == collection.id)) or 0
                 index = self._build(session, collection, choose_kind(count, self.kind, self.flat_max))
             self._catch_up(session, collection, index)
-            wanted = choose_kind(len(index), self.kind, self.flat_max)
-            if wanted != index.kind or index.tombstone_ratio > self.compact_ratio:
+            wanted = choose_kind(len(index), self.kind, self.flat_max, current=index.kind)
+            if (
+                wanted != index.kind
+                or index.tombstone_ratio > self.compact_ratio
+                or index.needs_retraining(self.retrain_growth)
+            ):
                 index = self._build(session, collection, wanted)
             self._indexes[collection.id] = (collection.vector_version, index)
             return index
@@ -97,11 +136,16 @@ class IndexManager:
         return self.save_snapshot(session, collection)
 
     def _build(self, session: Session, collection: Collection, kind: str) -> VectorIndex:
-        """A fresh index of `kind` from every vector in the database (compacts tombstones)."""
+        """A fresh index of `kind` from every vector in the database: compacts tombstones, and
+        (IVF) trains the lists on the collection as it is now."""
         ids, vectors = self._fetch(session, collection, None)
-        log.info("building a %s index of %d vectors for %s", kind, len(ids), collection.name)
-        index = VectorIndex(collection.dimension, kind=kind)
+        started = time.perf_counter()
+        index = VectorIndex(collection.dimension, kind=kind, **self.options)
         index.add(ids, vectors)
+        log.info(
+            "built a %s index of %d vectors for %s in %.1f s%s", kind, len(ids), collection.name,
+            time.perf_counter() - started, f" ({index.nlist} lists)" if kind == "ivf" else "",
+        )
         return index
 
     def forget(self, collection_id: int) -> None:
@@ -114,7 +158,7 @@ class IndexManager:
         path = self.snapshot_path(collection.id)
         if path.exists():
             try:
-                index, metadata = VectorIndex.load(path)
+                index, metadata = VectorIndex.load(path, **self.options)
                 if index.dimension == collection.dimension:
                     return index
                 log.warning("snapshot %s has dimension %s, rebuilding", path, metadata.get("dimension"))

@@ -1,4 +1,5 @@
-"""`benchmarks/rerank.py` runs all three engines on the tiny checkpoint and prints its table."""
+"""`benchmarks/rerank.py` runs all three engines (ours in three runtimes) on the tiny checkpoint
+and prints its table."""
 
 import os
 import subprocess
@@ -24,6 +25,8 @@ def test_rerank_benchmark_prints_a_table(tmp_path):
             "8",
             "--passage-tokens",
             "64",
+            "--ours",
+            "torch-fp32,onnx,onnx-int8",
         ],
         capture_output=True,
         check=False,
@@ -32,14 +35,28 @@ def test_rerank_benchmark_prints_a_table(tmp_path):
         env={**os.environ, "RAG_BENCH_CACHE": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| engine | pairs/s")
-    engines = [row.split(" | ")[0] for row in rows[1:]]
-    assert [name.split(" (")[0] for name in engines] == [
-        "| search-service",
-        "| FlagEmbedding FlagReranker",
-        "| sentence-transformers CrossEncoder",
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("| engine | pairs/s")
+    header = lines[0].strip(" |").split(" | ")
+    rows = {
+        row.strip(" |").split(" | ")[0].split(" (")[0]: dict(
+            zip(header, row.strip(" |").split(" | "))
+        )
+        for row in lines[1:]
+    }
+    assert list(rows) == [
+        "search-service torch-fp32",
+        "search-service onnx",
+        "search-service onnx-int8",
+        "FlagEmbedding FlagReranker",
+        "sentence-transformers CrossEncoder",
     ]
-    for row in rows[1:]:
-        diff = float(row.rstrip(" |").split(" | ")[-1])
-        assert diff < 1e-4  # identical inputs, float32: the same scores as FlagEmbedding
+    for name, row in rows.items():
+        diff = float(row["max abs diff vs FlagEmbedding"])
+        if name.endswith("int8"):
+            assert float(row["tau mean"]) > 0.5  # drift reported, not zero
+        else:  # identical inputs, float32: the same scores as FlagEmbedding
+            assert diff < 1e-4 and float(row["tau min"]) == 1.0
+        assert float(row["GFLOP/s"]) > 0
+    assert "fp32 GEMM peak:" in result.stdout
+    assert "- ours fp32 (best of torch-fp32/onnx" in result.stdout

@@ -4,12 +4,7 @@ import pytest
 from search_service.retrieval.index import IndexManager, VectorIndex
 from search_service.store import collections as store
 from search_service.store.db import Database
-from search_service.store.models import Document
-
-
-def unit(rows: int, dim: int, seed: int = 0) -> np.ndarray:
-    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+from tests.support.index_data import add_document, unit
 
 
 def test_vector_index_exact_search_matches_numpy():
@@ -50,23 +45,6 @@ def database(migrated_url):
     database.dispose()
 
 
-def add_document(database, name, external_id, vectors):
-    with database.session() as session:
-        collection = store.find_collection(session, name) or store.create_collection(
-            session, name, embedder_model="m", dimension=vectors.shape[1], chunk_tokens=32, chunk_overlap=4
-        )
-        document = store.find_document(session, collection, external_id)
-        if document is None:
-            document = Document(collection_id=collection.id, external_id=external_id, content_hash="h", meta={})
-            session.add(document)
-            session.flush()
-        rows = [
-            {"ordinal": i, "text": f"{external_id}-{i}", "char_start": 0, "char_end": 1, "token_count": 1, "meta": {}}
-            for i in range(len(vectors))
-        ]
-        store.replace_chunks(session, collection, document, rows, vectors)
-
-
 def indexed_ids(database, manager, name):
     with database.session() as session:
         return sorted(manager.get(session, store.get_collection(session, name)).ids().tolist())
@@ -105,7 +83,7 @@ def test_corrupt_snapshot_is_rebuilt_from_the_database(database, tmp_path):
     assert len(indexed_ids(database, IndexManager(tmp_path / "shared"), "c")) == 3
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
 def test_every_kind_removes_filters_and_roundtrips(kind, tmp_path):
     vectors = unit(2000, 16, seed=3)
     ids = np.arange(1, 2001)
@@ -127,11 +105,9 @@ def test_every_kind_removes_filters_and_roundtrips(kind, tmp_path):
     assert 11 not in [i for i, _ in loaded.search(query, 50)] and len(loaded) == 1999
 
 
-def test_manager_switches_to_hnsw_above_the_flat_limit_and_compacts(database, tmp_path):
-    manager = IndexManager(tmp_path / "idx", kind="auto", flat_max=4)
+def test_manager_compacts_hnsw_tombstones(database, tmp_path):
+    manager = IndexManager(tmp_path / "idx", kind="hnsw")
     add_document(database, "c", "a", unit(4, 8, 1))
-    with database.session() as session:
-        assert manager.get(session, store.get_collection(session, "c")).kind == "flat"
     add_document(database, "c", "b", unit(4, 8, 2))
     with database.session() as session:
         index = manager.get(session, store.get_collection(session, "c"))

@@ -1,0 +1,105 @@
+"""What a rerank costs in arithmetic, and how fast this machine does arithmetic: for rerank.py.
+
+FLOPs of one encoder forward over a pair of n tokens (multiply-add = 2 FLOPs), for a model of L
+layers, hidden size h and feed-forward size i:
+
+    per layer: 2 * (4*h*h + 2*h*i) * n      the dense layers: Q, K, V, output (h x h), FFN in/out
+             + 4 * h * n * n                attention: Q @ K^T and softmax @ V, each 2*h*n^2
+    head:      2 * (h*h + h)                the classification head reads one token
+
+that is 2 * params_nonembedding * n + 4 * L * h * n^2 (embedding lookups, layer norms, softmax
+and biases are left out: they are not matmuls and are a small fraction). n is the pair's length as
+fed (truncated to max_length); padding is not counted, so "achieved GFLOP/s" is useful work.
+
+The GEMM probe times square float32 matmuls (torch, the same thread count as the engines) and
+reports the best rate: the practical peak an fp32 forward pass can be compared against.
+
+Standard library at module level: the reference environment imports rerank.py, which imports this.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def encoder_flops(config: dict, pair_tokens: list[int]) -> float:
+    hidden = config["hidden_size"]
+    inner = config.get("intermediate_size", 4 * hidden)
+    layers = config["num_hidden_layers"]
+    dense = 2 * (4 * hidden * hidden + 2 * hidden * inner)
+    total = 0.0
+    for n in pair_tokens:
+        total += layers * (dense * n + 4 * hidden * n * n) + 2 * (hidden * hidden + hidden)
+    return total
+
+
+def padding_share(lengths_per_query: list[list[int]], batch_size: int) -> float:
+    """The share of tokens in the forward passes that are padding, when each query's pairs are
+    cut longest first into batches of `batch_size` (what `Reranker.score` does without the
+    scheduler); padding costs FLOPs that the achieved GFLOP/s does not count."""
+    useful = padded = 0
+    for lengths in lengths_per_query:
+        ordered = sorted(lengths, reverse=True)
+        for start in range(0, len(ordered), batch_size):
+            batch = ordered[start : start + batch_size]
+            useful += sum(batch)
+            padded += batch[0] * len(batch)
+    return 1 - useful / padded if padded else 0.0
+
+
+def gemm_probe(size: int = 2048, seconds: float = 2.0) -> dict:
+    """Best fp32 GFLOP/s of `size` x `size` matmuls over about `seconds` (after a warm-up)."""
+    import torch
+
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    out = torch.empty(size, size)
+    for _ in range(3):
+        torch.matmul(a, b, out=out)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        torch.matmul(a, b, out=out)
+        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
+    return {"size": size, "gflops": best, "threads": torch.get_num_threads()}
+
+
+def goals(rows: dict, gemm: dict | None) -> list[str]:
+    """Issue #7's targets, from the table's rows ({label: {"pairs_s", "gflops", "variant"...}})."""
+    lines = []
+    peers = {label: row for label, row in rows.items() if row["engine"] != "ours"}
+    ours = {row["variant"]: row for row in rows.values() if row["engine"] == "ours"}
+    fp32 = ours.get("torch-fp32") or ours.get("onnx")
+    best_fp32_ours = max(
+        (row for name, row in ours.items() if name in ("torch-fp32", "onnx")),
+        key=lambda row: row["pairs_s"],
+        default=None,
+    )
+    faster_peer = max(peers.values(), key=lambda row: row["pairs_s"], default=None)
+    if best_fp32_ours and faster_peer:
+        lines.append(
+            f"ours fp32 (best of torch-fp32/onnx: {best_fp32_ours['variant']}) vs the faster peer "
+            f"({faster_peer['label']}): {best_fp32_ours['pairs_s'] / faster_peer['pairs_s']:.2f}x "
+            "(goal >= 1)"
+        )
+        flag = next((row for row in peers.values() if row["engine"] == "flag"), None)
+        if flag:
+            lines.append(
+                f"ours fp32 vs FlagEmbedding: {best_fp32_ours['pairs_s'] / flag['pairs_s']:.2f}x "
+                "(goal >= 2)"
+            )
+    fast = [row for name, row in ours.items() if name in ("torch-bf16", "onnx-int8")]
+    if fast and faster_peer:
+        best = max(fast, key=lambda row: row["pairs_s"])
+        lines.append(
+            f"fast CPU path ({best['variant']}) vs the faster fp32 peer: "
+            f"{best['pairs_s'] / faster_peer['pairs_s']:.2f}x (goal >= 2; drift in the table)"
+        )
+    if fp32 and gemm:
+        lines.append(
+            f"ours {fp32['variant']}: {fp32['gflops']:.1f} GFLOP/s of a measured fp32 GEMM peak "
+            f"{gemm['gflops']:.1f} ({gemm['size']}^2, {gemm['threads']} threads) = "
+            f"{100 * fp32['gflops'] / gemm['gflops']:.0f} % (goal >= 80 %)"
+        )
+    return lines

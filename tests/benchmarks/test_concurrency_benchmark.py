@@ -1,0 +1,74 @@
+"""`benchmarks/concurrency.py` and `benchmarks/latency.py` run on the tiny checkpoint through a
+real `serve` process and print their tables."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _run(tmp_path, script: str, *arguments: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), "--size", "tiny", *arguments],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=900,
+        env={**os.environ, "RAG_BENCH_CACHE": str(tmp_path), "HF_HUB_OFFLINE": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def test_concurrency_benchmark_compares_batching_off_and_on(tmp_path):
+    out = _run(
+        tmp_path,
+        "concurrency.py",
+        "--seconds",
+        "2",
+        "--clients",
+        "4",
+        "--queries",
+        "4",
+        "--passages",
+        "20",
+        "--search",
+    )
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")]
+    assert rows[0][:3] == ["| batching", "endpoint", "requests/s"]
+    assert {(row[0], row[1]) for row in rows[1:]} == {
+        ("| off", "/v1/rerank"),
+        ("| off", "/v1/search"),
+        ("| on", "/v1/rerank"),
+        ("| on", "/v1/search"),
+    }
+    for row in rows[1:]:
+        assert float(row[2]) > 0 and row[7] == "0"  # requests served, no errors
+    assert "on/off throughput" in out
+    diff = float(out.split("max |score on - score off|")[1].split(": ")[1].split()[0])
+    assert diff < 1e-4
+
+
+def test_latency_benchmark_splits_a_search(tmp_path):
+    out = _run(tmp_path, "latency.py", "--requests", "5", "--queries", "4", "--passages", "20")
+    header, _, p50, p95 = [line for line in out.splitlines() if line.startswith("|")]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns == [
+        "ms",
+        "embed",
+        "search",
+        "db",
+        "rerank",
+        "other",
+        "total",
+        "http",
+        "wall",
+        "forward",
+        "overhead",
+    ]
+    assert p50.startswith("| p50 |") and p95.startswith("| p95 |")
