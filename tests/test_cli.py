@@ -77,3 +77,21 @@ def test_unloadable_model_names_the_setting(env):
 def test_bad_setting_is_a_cli_error(env):
     result = invoke({**env, "RAG_TOP_K": "many"}, "migrate")
     assert result.exit_code == 1 and "RAG_TOP_K must be an integer" in result.output
+
+
+def test_ingest_walks_every_supported_format(env, tmp_path):
+    from tests.support.files import make_corpus, make_docx, make_pdf
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "manual.pdf").write_bytes(make_pdf(["The turbine blades are inspected every spring."]))
+    (folder / "report.docx").write_bytes(make_docx([("Normal", "Quarterly revenue grew in the northern region.")]))
+    (folder / "corpus.jsonl").write_bytes(make_corpus([{"_id": "d1", "title": "Tides", "text": "The moon drives ocean tides."}]))
+    (folder / "notes.txt").write_text("Bring an umbrella on rainy days.")
+    (folder / "archive.zip").write_bytes(b"PK\x03\x04")  # not a supported format: skipped
+    assert invoke(env, "migrate").exit_code == 0
+    result = invoke(env, "ingest", str(folder), "-c", "mixed")
+    assert result.exit_code == 0, result.output
+    assert "4 added" in result.output and "failed" not in result.output
+    response = json.loads(invoke(env, "search", "when are turbine blades inspected?", "-c", "mixed", "--json").stdout)
+    assert response["results"][0]["document_id"] == "manual.pdf"

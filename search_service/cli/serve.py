@@ -1,0 +1,102 @@
+"""`serve`: waitress (optionally with ingestion worker threads) or gunicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from search_service.cli.base import Context, fail, load_services, main
+from search_service.cli.ingest import make_worker
+from search_service.errors import ServiceError
+from search_service.settings import Settings
+
+
+@main.command()
+@click.option("--host", help="Overrides RAG_HOST (default 127.0.0.1).")
+@click.option("--port", type=int, help="Overrides RAG_PORT (default 8000).")
+@click.option("--threads", type=int, default=8, show_default=True, help="Request threads (per process).")
+@click.option("--server", "server_kind", type=click.Choice(["waitress", "gunicorn"]), default="waitress",
+              show_default=True, help="WSGI server; gunicorn needs the `gunicorn` extra.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="gunicorn only: processes, each loading its own models.")
+@click.option("--ingest-workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="waitress only: ingestion workers run as threads of the server (one process for "
+                   "small setups; run `search-service worker` separately to scale out).")
+@click.pass_obj
+def serve(ctx: Context, host, port, threads, server_kind, workers, ingest_workers):
+    """Serve the HTTP API (models load before the port opens; SIGTERM drains in-flight requests)."""
+    if workers != 1 and server_kind != "gunicorn":
+        fail("--workers needs --server gunicorn (waitress serves one process; run several behind a balancer)")
+    if ingest_workers and server_kind == "gunicorn":
+        fail("--ingest-workers runs with waitress only; beside gunicorn run `search-service worker`")
+    from search_service.auth import startup_warning
+    from search_service.observability import configure_logging
+
+    settings = ctx.settings.replace(host=host, port=port)
+    configure_logging(settings.log_format)
+    warning = startup_warning(settings)
+    if warning:
+        logging.getLogger("search_service.auth").warning(warning)
+        click.echo(f"WARNING: {warning}", err=True)
+    if server_kind == "gunicorn":
+        _serve_gunicorn(settings, threads, workers)
+        return
+    from search_service.app import create_app
+    from search_service.server import serve as run_server
+
+    services = load_services(Context(settings))
+    app = create_app(services=services)
+    runners = _start_ingest_workers(services, settings, ingest_workers)
+    click.echo(f"serving on http://{settings.host}:{settings.port}", err=True)
+    try:
+        run_server(app, host=settings.host, port=settings.port, threads=threads,
+                   shutdown_timeout=settings.shutdown_timeout_seconds)
+    finally:
+        for runner, thread in runners:
+            runner.stopping.set()
+        for runner, thread in runners:
+            thread.join(timeout=settings.shutdown_timeout_seconds)
+
+
+def _start_ingest_workers(services, settings: Settings, count: int) -> list:
+    """`count` ingestion workers as daemon threads on the server's services (models load once)."""
+    import threading
+
+    runners = []
+    for index in range(count):
+        runner = make_worker(services, settings)
+        thread = threading.Thread(target=runner.run, name=f"ingest-worker-{index}", daemon=True)
+        thread.start()
+        runners.append((runner, thread))
+    if count:
+        click.echo(f"{count} ingestion worker thread(s) started", err=True)
+    return runners
+
+
+def _serve_gunicorn(settings: Settings, threads: int, workers: int) -> None:
+    """gunicorn: the schema is checked here; each worker process loads the models after the fork."""
+    import importlib.util
+
+    from search_service.server import serve_gunicorn
+    from search_service.store.db import Database, require_migrated
+
+    if importlib.util.find_spec("gunicorn") is None:
+        fail("gunicorn is not installed: pip install 'search-service[gunicorn]' (or use --server waitress)")
+    database = Database(settings.database_url)
+    try:
+        require_migrated(database)
+    except ServiceError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
+
+    def load_app():
+        from search_service.app import create_app
+        from search_service.services import build_services
+
+        return create_app(services=build_services(settings))
+
+    click.echo(f"serving on http://{settings.host}:{settings.port} (gunicorn, {workers} x {threads} threads)", err=True)
+    serve_gunicorn(load_app, host=settings.host, port=settings.port, threads=threads, workers=workers,
+                   shutdown_timeout=settings.shutdown_timeout_seconds)
