@@ -51,7 +51,7 @@ SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 CACHE = Path.home() / ".cache" / "search-service" / "bench"
 K = 50
 
-from search_service.retrieval.ann import HNSW_M, IVF_TRAIN_MAX, VectorIndex  # noqa: E402
+from search_service.retrieval.ann import HNSW_M, IVF_TRAIN_MAX, VectorIndex
 
 
 def _normalize(rows: np.ndarray) -> np.ndarray:

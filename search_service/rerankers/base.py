@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512  # FlagEmbedding's default
 DEFAULT_BATCH_SIZE = 32
-# Padded tokens per batch (rows x longest row). On a CPU a batch of a few rows already fills the
-# cores, so small batches of similar length cost nothing and pad little (50 candidates of 40-400
-# tokens: 27 % padding in batches of 32, 15 % under 4096); a GPU needs big batches to fill it.
-CPU_TOKEN_BUDGET = 4_096
+# Padded tokens per batch (rows x longest row). On a CPU one row of a few hundred tokens already
+# fills the cores, so small batches of similar length cost nothing and pad little: 50 candidates of
+# 40-400 tokens on an XLM-R base reranker, 2 cores, scored 5.3 pairs/s under 4096, 6.3 under 1024
+# (docs/benchmarks.md); a GPU needs big batches to fill it.
+CPU_TOKEN_BUDGET = 1_024
 GPU_TOKEN_BUDGET = 32_768
 
 

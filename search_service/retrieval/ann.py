@@ -136,7 +136,7 @@ class VectorIndex:
             rows = np.sort(np.random.default_rng(0).choice(len(vectors), IVF_TRAIN_MAX, replace=False))
             sample = vectors[rows]
         # 100,000 points for up to 4,000 lists (a million vectors) is >= 25 per list: FAISS warns
-        # below 39, but recall@50 measured with it was 0.979 at 1M (docs/benchmarks.md)
+        # below 39, but recall@50 measured with it was 0.984 at 1M (docs/benchmarks.md)
         self.index.cp.min_points_per_centroid = min(39, len(sample) // self.index.nlist)
         self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
         self.trained_on = len(vectors)

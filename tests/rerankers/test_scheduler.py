@@ -308,7 +308,7 @@ def test_copies_share_the_model_but_not_the_scheduler(shared_reranker):
     assert batched._forward_lock is shared_reranker._forward_lock
     assert shared_reranker._scheduler is None
     assert copy.deepcopy(batched)._scheduler is None
-    assert BatchScheduler(shared_reranker).token_budget == shared_reranker.token_budget == 4096  # CPU defaults
+    assert BatchScheduler(shared_reranker).token_budget == shared_reranker.token_budget == 1024  # CPU defaults
     assert BatchScheduler(shared_reranker).max_batch_size == 32
 
 
