@@ -89,7 +89,7 @@ class Settings:
     # Dynamic batching (rerankers/scheduler.py): concurrent requests share the reranker's batches.
     batching: str = "on"  # on | off
     batch_max_delay_ms: float = 5.0  # longest a pair waits for batch-mates
-    batch_token_budget: int | None = None  # rows x longest row per batch; None: 1024 CPU, 32768 GPU
+    batch_token_budget: int | None = None  # rows x longest row; None: base.default_token_budget
     batch_max_size: int | None = None  # rows per batch; None: 32 CPU, 128 GPU
     rerank_queue_max: int = 2048  # pairs queued per reranker before requests get 429 overloaded
     query_cache_size: int = 1024  # cached query embeddings (LRU); 0 disables the cache

@@ -25,16 +25,20 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512  # FlagEmbedding's default
 DEFAULT_BATCH_SIZE = 32
-# Padded tokens per batch (rows x longest row). On a CPU one row of a few hundred tokens already
-# fills the cores, so small batches of similar length cost nothing and pad little: 50 candidates of
-# 40-400 tokens on an XLM-R base reranker, 2 cores, scored 5.3 pairs/s under 4096, 6.3 under 1024
-# (docs/benchmarks.md); a GPU needs big batches to fill it.
+# Padded tokens per batch (rows x longest row). On a CPU one fp32 row of a few hundred tokens
+# already fills the cores, so small batches of similar length cost nothing and pad little; bf16
+# matrix units want taller matrices. 50 candidates of 40-400 tokens, XLM-R base, 2 cores: fp32 5.5
+# pairs/s under 4096, 6.5 under 1024; bf16 20.4 under 4096, 15.2 under 1024 (docs/benchmarks.md).
+# A GPU needs big batches to fill it.
 CPU_TOKEN_BUDGET = 1_024
+CPU_LOW_PRECISION_TOKEN_BUDGET = 4_096
 GPU_TOKEN_BUDGET = 32_768
 
 
-def default_token_budget(device: str) -> int:
-    return CPU_TOKEN_BUDGET if str(device).startswith("cpu") else GPU_TOKEN_BUDGET
+def default_token_budget(device: str, dtype: torch.dtype = torch.float32) -> int:
+    if not str(device).startswith("cpu"):
+        return GPU_TOKEN_BUDGET
+    return CPU_TOKEN_BUDGET if dtype == torch.float32 else CPU_LOW_PRECISION_TOKEN_BUDGET
 
 
 def batch_rows(longest: int, max_rows: int, token_budget: int) -> int:
@@ -77,7 +81,7 @@ class Reranker:
         self.dtype = dtype
         self.max_length = self._check_max_length(max_length)
         self.batch_size = batch_size
-        self.token_budget = default_token_budget(device)
+        self.token_budget = default_token_budget(device, dtype)
         # One forward at a time: models are not safe to run from several threads at once, and
         # concurrent batches would only fight over the same device memory.
         self._forward_lock = threading.Lock()

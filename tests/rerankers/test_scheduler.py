@@ -342,3 +342,10 @@ def test_direct_batches_follow_the_token_budget(tiny_reranker):
     assert len(shapes) > 1
     assert all(rows * width <= 150 or rows == 1 for rows, width in shapes)
     assert sum(rows for rows, _ in shapes) == len(passages)
+
+
+def test_default_token_budget_follows_device_and_dtype():
+    from search_service.rerankers.base import default_token_budget
+
+    assert default_token_budget("cpu", torch.float32) < default_token_budget("cpu", torch.bfloat16)
+    assert default_token_budget("cuda:0", torch.float16) > default_token_budget("cpu", torch.bfloat16)
