@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -18,6 +15,7 @@ from click.testing import CliRunner
 from search_service.auth import is_loopback, startup_warning
 from search_service.cli import main
 from search_service.settings import Settings
+from tests.support.serve_process import serve_process
 
 BIN = Path(sys.executable).parent / "search-service"
 
@@ -63,35 +61,10 @@ def test_startup_warning_only_when_auth_is_off_off_loopback():
     assert is_loopback("localhost") and not is_loopback("10.0.0.1")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_sigterm_finishes_in_flight_requests(tmp_path, minilm_path):
-    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDER_MODEL": minilm_path,
-           "RAG_RERANKER_MODEL": "none", "RAG_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "RAG_AUTH": "off",
-           "RAG_MAX_EMBEDDING_INPUTS": "5000", "RAG_SHUTDOWN_TIMEOUT_SECONDS": "120"}
-    subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen([str(BIN), "serve", "--host", "0.0.0.0", "--port", str(port), "--threads", "2"],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.time() < deadline, "server not ready"
-            time.sleep(0.3)
+    env = {"RAG_MAX_EMBEDDING_INPUTS": "5000", "RAG_SHUTDOWN_TIMEOUT_SECONDS": "120"}
+    with serve_process(tmp_path, minilm_path, "--host", "0.0.0.0", "--threads", "2", env=env) as (server, base, log):
         assert "RAG_AUTH is off" in log.read_text()  # 0.0.0.0 without auth: warned
         texts = [f"passage {i}: " + "the giant panda eats bamboo in the mountains of China " * 20 for i in range(400)]
         result = {}
@@ -111,34 +84,12 @@ def test_sigterm_finishes_in_flight_requests(tmp_path, minilm_path):
         worker.join(timeout=300)
         assert result == {"status": 200, "count": len(texts)}  # the in-flight request completed
         assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
 
 def test_serve_with_ingest_workers_indexes_uploads(tmp_path, minilm_path):
-    env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_EMBEDDER_MODEL": minilm_path,
-           "RAG_RERANKER_MODEL": "none", "RAG_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "RAG_AUTH": "off",
-           "RAG_WORKER_POLL_SECONDS": "0.2"}
-    subprocess.run([str(BIN), "migrate"], env=env, check=True, capture_output=True)
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        server = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--ingest-workers", "1"],
-                                  env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    env = {"RAG_WORKER_POLL_SECONDS": "0.2"}
+    with serve_process(tmp_path, minilm_path, "--ingest-workers", "1", env=env) as (server, base, log):
         deadline = time.time() + 120
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.time() < deadline, "server not ready"
-            time.sleep(0.3)
         upload = requests.post(f"{base}/v1/collections/notes/documents", timeout=30,
                                files={"file": ("lighthouse.md", b"# Lighthouse\n\nThe keeper trims the lamp wick at dusk.")})
         assert upload.status_code == 202, upload.text
@@ -153,10 +104,6 @@ def test_serve_with_ingest_workers_indexes_uploads(tmp_path, minilm_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
         assert "1 ingestion worker thread(s) started" in log.read_text()
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
 
 
 def test_ingest_workers_refused_with_gunicorn():
