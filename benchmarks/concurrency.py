@@ -143,8 +143,12 @@ def run_clients(args, base: str, calls: list) -> dict:
     """Clients send calls back to back for --seconds; returns latencies and scores by endpoint."""
     results: dict = {"latency": {}, "errors": [], "scores": {}, "pairs": 0, "requests": 0}
     lock = threading.Lock()
-    start_line = threading.Barrier(args.clients + 1)
     deadline = [0.0]
+
+    def start_clock() -> None:  # runs once, before any client passes the barrier
+        deadline[0] = time.monotonic() + args.seconds
+
+    start_line = threading.Barrier(args.clients + 1, action=start_clock)
 
     def client(number: int) -> None:
         session = requests.Session()
@@ -179,7 +183,6 @@ def run_clients(args, base: str, calls: list) -> dict:
         thread.start()
     start_line.wait()  # every client is warm
     started = time.perf_counter()
-    deadline[0] = time.monotonic() + args.seconds
     for thread in threads:
         thread.join()
     results["elapsed"] = time.perf_counter() - started
