@@ -12,15 +12,20 @@ if command -v redis-server >/dev/null && ! redis-cli -h 127.0.0.1 ping >/dev/nul
   echo "==> starting Redis (rate-limit storage tests)" >&2
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
 fi
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
-  # The playground's browser test (tests/test_playground_browser.py) drives headless Chromium; it
-  # skips, saying why, when this fails (no apt, no root, no network).
-  echo "==> installing chromium and chromium-driver (apt-get)" >&2
+# Debian packages some tests drive; each such test skips, saying why, when its tool is missing
+# (no apt, no root, no network): headless Chromium for the playground (tests/test_playground_browser.py),
+# a compose client to validate docker/compose.yaml (tests/test_docker.py; no Docker engine needed).
+packages=""
+{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || packages="chromium chromium-driver"
+{ docker compose version || docker-compose version; } >/dev/null 2>&1 || packages="$packages docker-compose"
+if [ -n "$packages" ]; then
+  echo "==> installing $packages (apt-get)" >&2
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
   export DEBIAN_FRONTEND=noninteractive
-  { $sudo apt-get install -y -qq chromium chromium-driver \
-      || { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium chromium-driver; }; } >/dev/null 2>&1 \
-    || echo "==> could not install chromium; the playground browser test will be skipped" >&2
+  # shellcheck disable=SC2086
+  { $sudo apt-get install -y -qq $packages \
+      || { $sudo apt-get update -qq && $sudo apt-get install -y -qq $packages; }; } >/dev/null 2>&1 \
+    || echo "==> could not install $packages; the tests that need them will be skipped" >&2
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 exec "${RAG_VENV:-.venv}/bin/python" -m pytest -m "not gpu" "$@"
