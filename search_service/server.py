@@ -61,15 +61,20 @@ def serve(app, *, host: str, port: int, threads: int, shutdown_timeout: float, i
                 log.warning("shutdown timeout: abandoning the requests still running")
                 break
     finally:
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
-        for channel in list(server._map.values()):
-            try:
-                channel.close()
-            except OSError:
-                pass
+        close_server(server, timeout=1)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         log.info("server stopped")
+
+
+def close_server(server, *, timeout: float) -> None:
+    """Stop waitress's task threads (pending tasks cancelled) and close every channel."""
+    server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
+    for channel in list(server._map.values()):
+        try:
+            channel.close()
+        except OSError:
+            pass
 
 
 def serve_gunicorn(load_app, *, host: str, port: int, threads: int, workers: int, shutdown_timeout: float,

@@ -16,6 +16,8 @@ def live_server(app, *, threads: int = 4):
     """Serve `app` on a free loopback port; yields the base URL."""
     import waitress
 
+    from search_service.server import close_server
+
     server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads, ident="search-service-test")
     stopping = threading.Event()
 
@@ -30,12 +32,7 @@ def live_server(app, *, threads: int = 4):
     finally:
         stopping.set()
         thread.join(timeout=10)
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        for channel in list(server._map.values()):
-            try:
-                channel.close()
-            except OSError:
-                pass
+        close_server(server, timeout=5)
 
 
 @contextmanager
