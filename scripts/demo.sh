@@ -2,5 +2,6 @@
 # The main job end to end: install, migrate, ingest samples/, serve, query over HTTP, print top-5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh offline 2>&1 | grep -v "^WARNING: Location" >&2 || true
+# pip's noise about the machine's missing local indexes is dropped; a failed install stops here.
+bash scripts/setup.sh offline > >(grep -v "^WARNING: Location" >&2) 2>&1
 exec "${RAG_VENV:-.venv}/bin/python" scripts/demo.py "$@"

@@ -119,7 +119,8 @@ class Metrics:
 
     def observe_stages(self, timings_ms: dict) -> None:
         for stage, ms in timings_ms.items():
-            if isinstance(ms, (int, float)):
+            # timings_ms also carries the rerank cache's hit rate, which is not a duration.
+            if isinstance(ms, (int, float)) and not stage.startswith("rerank_cache_"):
                 self.stages.labels(stage).observe(ms / 1000)
 
 

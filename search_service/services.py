@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from ingestion.pipeline import IngestionPipeline
 from ingestion.prepare import ParseLimits
 from search_service.embedding import load_embedder
+from search_service.errors import ConfigurationError
 from search_service.retrieval.index import IndexManager
 from search_service.retrieval.pipeline import RerankerSet, SearchPipeline
 from search_service.retrieval.rerank_cache import RerankCache
@@ -60,18 +62,41 @@ def reranker_load_options(settings: Settings) -> tuple[tuple[str, object], ...]:
     return tuple(options)
 
 
+FAMILY_SUFFIX = "#family="
+
+
+def split_family(source: str, setting: str = "RAG_RERANKERS") -> tuple[str, str | None]:
+    """`path_or_id#family=<family>` -> (path_or_id, family); without the suffix, (source, None).
+
+    `<family>` is a family name (encoder, llm, layerwise, lightweight) or a dotted path to a
+    `Reranker` subclass, checked when the reranker loads. Hub ids cannot contain `#`.
+    """
+    path, sep, family = source.rpartition(FAMILY_SUFFIX)
+    if not sep:
+        return source, None
+    path, family = path.strip(), family.strip()
+    if not path or not family:
+        raise ConfigurationError(
+            f"{setting}: expected path_or_id{FAMILY_SUFFIX}<family>, got {source!r}"
+        )
+    return path, family
+
+
 def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
     """The rerankers the settings ask for, and the default's name.
 
-    RAG_RERANKERS entries are loaded under their names. RAG_RERANKER_MODEL is the default: the name
-    of an RAG_RERANKERS entry, or an id/path loaded under that id; when it is none, the first
-    entry is the default. RAG_RERANKER_FAMILY applies to the default only.
+    RAG_RERANKERS entries are loaded under their names; an entry forces its family with a
+    `#family=<name>` suffix (`gemma=/models/gemma#family=llm`, see `split_family`).
+    RAG_RERANKER_MODEL is the default: the name of an RAG_RERANKERS entry, or an id/path loaded
+    under that id; when it is none, the first entry is the default. RAG_RERANKER_FAMILY applies to
+    the default only (an entry's own `#family=` must agree with it).
     """
     options = reranker_load_options(settings)
-    specs = [
-        RerankerSpec(name, source, None, f"RAG_RERANKERS ({name}=...)", options)
-        for name, source in settings.rerankers
-    ]
+    specs = []
+    for name, raw in settings.rerankers:
+        setting = f"RAG_RERANKERS ({name}=...)"
+        source, family = split_family(raw, setting)
+        specs.append(RerankerSpec(name, source, family, setting, options))
     default = settings.reranker_model
     if default is None and specs:
         default = specs[0].name
@@ -79,7 +104,13 @@ def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
         return specs, None
     for index, spec in enumerate(specs):
         if spec.name == default:
-            specs[index] = replace(spec, family=settings.reranker_family)
+            family = settings.reranker_family
+            if spec.family is not None and family is not None and spec.family != family:
+                raise ConfigurationError(
+                    f"{spec.setting}: #family={spec.family} contradicts "
+                    f"RAG_RERANKER_FAMILY={family} for the default reranker; set one of them"
+                )
+            specs[index] = replace(spec, family=spec.family or family)
             return specs, default
     specs.insert(
         0, RerankerSpec(default, default, settings.reranker_family, "RAG_RERANKER_MODEL", options)
@@ -98,17 +129,27 @@ def pick_reranker_spec(
             return spec if family is None else replace(spec, family=family)
     if model is None:
         return None
-    return RerankerSpec(model, model, family, "--model", reranker_load_options(settings))
+    source, suffix_family = split_family(model, "--model")
+    return RerankerSpec(
+        model, source, family or suffix_family, "--model", reranker_load_options(settings)
+    )
 
 
 def load_reranker_spec(spec: RerankerSpec, device: str):
+    """Load one spec; a load or configuration error names the setting that asked for it."""
     from search_service.errors import ModelLoadError
     from search_service.rerankers import load_reranker
 
     try:
         return load_reranker(spec.source, device=device, family=spec.family, **dict(spec.options))
-    except ModelLoadError as error:
-        raise ModelLoadError(f"{spec.setting}: {error.message}") from error
+    except (ModelLoadError, ConfigurationError) as error:
+        message = f"{spec.setting}: {error.message}"
+        if isinstance(error, ModelLoadError) and not Path(spec.source).exists():
+            message += (
+                f" Download it on a connected machine (`hf download {spec.source}`) and copy the "
+                f"Hugging Face cache, or set {spec.setting} to a local directory that holds it."
+            )
+        raise type(error)(message) from error
 
 
 def load_rerankers(settings: Settings) -> RerankerSet:
@@ -157,14 +198,23 @@ def batched_rerankers(settings: Settings, rerankers: RerankerSet) -> tuple[Reran
     return RerankerSet(batched, rerankers.default), schedulers
 
 
-def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet | None = None, with_rerankers: bool = True) -> Services:
+def build_services(
+    settings: Settings,
+    *,
+    embedder=None,
+    rerankers: RerankerSet | None = None,
+    with_rerankers: bool = True,
+) -> Services:
     """Check the schema first (cheap, clear error), then load the models (slow)."""
     database = Database(settings.database_url)
     try:
         require_migrated(database)
         if embedder is None:
             embedder = load_embedder(
-                settings.embedder_model, settings.device, settings.embed_batch_size, settings.query_cache_size
+                settings.embedder_model,
+                settings.device,
+                settings.embed_batch_size,
+                settings.query_cache_size,
             )
         sparse_head = SparseHead.for_embedder(embedder)  # bge-m3 lexical weights, when present
         if rerankers is None:
@@ -181,7 +231,10 @@ def build_services(settings: Settings, *, embedder=None, rerankers: RerankerSet 
         rerankers=rerankers,
         indexes=indexes,
         search=SearchPipeline(
-            database, embedder, indexes, rerankers,
+            database,
+            embedder,
+            indexes,
+            rerankers,
             sparse=SparseIndexManager(sparse_head),
             rerank_cache=RerankCache(settings.rerank_cache_size),
             default_mode=settings.search_mode,

@@ -86,6 +86,9 @@ class Settings:
     worker_poll_seconds: float = 1.0
     search_mode: str = "dense"  # dense | sparse | hybrid, when a request names none
     rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
+    # Tokenizers /v1/search's `context_tokenizer` may name besides the embedder's and the loaded
+    # rerankers' (hub ids or local directories); any other name is refused, never loaded.
+    context_tokenizers: tuple[str, ...] = ()
     # Dynamic batching (rerankers/scheduler.py): concurrent requests share the reranker's batches.
     batching: str = "on"  # on | off
     batch_max_delay_ms: float = 5.0  # longest a pair waits for batch-mates
@@ -139,9 +142,12 @@ class Settings:
             )
         if self.chunk_tokens is not None and self.chunk_tokens < 8:
             raise ConfigurationError("RAG_CHUNK_TOKENS must be at least 8")
-        if self.chunk_overlap is not None and self.chunk_tokens is not None:
-            if self.chunk_overlap >= self.chunk_tokens:
-                raise ConfigurationError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
+        if (
+            self.chunk_overlap is not None
+            and self.chunk_tokens is not None
+            and self.chunk_overlap >= self.chunk_tokens
+        ):
+            raise ConfigurationError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
 
     def _check_rerankers(self) -> None:
         if self.reranker_runtime not in RERANKER_RUNTIMES:
@@ -180,6 +186,7 @@ class Settings:
         if self.auth not in ("on", "off"):
             raise ConfigurationError(f"RAG_AUTH must be on or off, got {self.auth!r}")
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        object.__setattr__(self, "context_tokenizers", tuple(self.context_tokenizers))
         caps = {
             "RAG_MAX_QUERY_CHARS": (self.max_query_chars, schemas.MAX_QUERY_CHARS),
             "RAG_MAX_RERANK_DOCUMENTS": (self.max_rerank_documents, schemas.MAX_RERANK_DOCUMENTS),
@@ -247,6 +254,11 @@ def _float(name: str, raw: str) -> float:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _parse_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated values, stripped, empty ones dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
 def _parse_switch(name: str, raw: str) -> str:
     value = raw.strip().lower()
     if value in ("on", "true", "1", "yes"):
@@ -298,6 +310,7 @@ ENVIRONMENT = {
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
     "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_CONTEXT_TOKENIZERS": ("context_tokenizers", lambda _n, raw: _parse_list(raw)),
     "RAG_BATCHING": ("batching", lambda n, raw: _parse_switch(n, raw)),
     "RAG_BATCH_MAX_DELAY_MS": ("batch_max_delay_ms", _float),
     "RAG_BATCH_TOKEN_BUDGET": ("batch_token_budget", lambda n, raw: _parse_auto_int(n, raw, 1)),

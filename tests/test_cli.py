@@ -74,6 +74,16 @@ def test_unloadable_model_names_the_setting(env):
     assert "RAG_EMBEDDER_MODEL" in result.output and "local directory" in result.output
 
 
+@pytest.mark.parametrize("command", [("search", "pandas", "-c", "docs"), ("rerank", "q", "a passage")])
+def test_unloadable_reranker_names_the_setting_and_the_fix(env, monkeypatch, command):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    invoke(env, "migrate")
+    result = invoke({**env, "RAG_RERANKER_MODEL": "BAAI/definitely-not-cached"}, *command)
+    assert result.exit_code == 1
+    for part in ("RAG_RERANKER_MODEL", "hf download BAAI/definitely-not-cached", "local directory"):
+        assert part in result.output, result.output
+
+
 def test_bad_setting_is_a_cli_error(env):
     result = invoke({**env, "RAG_TOP_K": "many"}, "migrate")
     assert result.exit_code == 1 and "RAG_TOP_K must be an integer" in result.output
@@ -95,3 +105,15 @@ def test_ingest_walks_every_supported_format(env, tmp_path):
     assert "4 added" in result.output and "failed" not in result.output
     response = json.loads(invoke(env, "search", "when are turbine blades inspected?", "-c", "mixed", "--json").stdout)
     assert response["results"][0]["document_id"] == "manual.pdf"
+
+
+def test_migrate_does_not_print_the_database_password(env, database_url):
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":  # trust auth: any password is accepted
+        env = {**env, "RAG_DATABASE_URL": url.set(password="s3cret-pw").render_as_string(hide_password=False)}
+    result = invoke(env, "migrate")
+    assert result.exit_code == 0, result.output
+    assert "s3cret-pw" not in result.output
+    assert ("***" in result.output) == (url.get_backend_name() == "postgresql")

@@ -1,5 +1,8 @@
 """RAG_RERANKERS: several rerankers by name, and how RAG_RERANKER_MODEL picks the default."""
 
+import json
+import shutil
+
 import pytest
 
 from search_service.errors import ConfigurationError, ModelLoadError
@@ -89,3 +92,83 @@ def test_an_unloadable_entry_names_the_setting(tmp_path):
     )
     with pytest.raises(ModelLoadError, match=r"RAG_RERANKERS \(gone=...\)"):
         load_rerankers(settings)
+
+
+# -- an entry's own family: `name=path_or_id#family=<family>` --------------------------------
+
+
+def test_an_entry_forces_its_family_with_a_suffix():
+    settings = Settings.from_env(
+        {
+            "RAG_RERANKERS": "m3=BAAI/bge-reranker-v2-m3, gemma=/m/gemma=v2#family=llm ,"
+            "mine=/m/mine #family= my_pkg.rerankers.MyReranker",
+        }
+    )
+    assert names_and_default(settings) == (
+        [
+            ("m3", "BAAI/bge-reranker-v2-m3", None),
+            ("gemma", "/m/gemma=v2", "llm"),
+            ("mine", "/m/mine", "my_pkg.rerankers.MyReranker"),
+        ],
+        "m3",
+    )
+
+
+def test_the_default_entry_family_and_reranker_family():
+    def specs(rerankers, family=None):
+        env = {"RAG_RERANKERS": rerankers, "RAG_RERANKER_MODEL": "a"}
+        if family is not None:
+            env["RAG_RERANKER_FAMILY"] = family
+        return names_and_default(Settings.from_env(env))[0]
+
+    assert specs("a=/m/a#family=llm,b=/m/b#family=encoder")[:2] == [
+        ("a", "/m/a", "llm"),
+        ("b", "/m/b", "encoder"),
+    ]
+    assert specs("a=/m/a,b=/m/b#family=encoder", "llm")[0] == ("a", "/m/a", "llm")
+    assert specs("a=/m/a#family=llm,b=/m/b", "llm")[0] == ("a", "/m/a", "llm")
+    with pytest.raises(ConfigurationError, match="#family=llm contradicts RAG_RERANKER_FAMILY"):
+        specs("a=/m/a#family=llm", "encoder")
+
+
+@pytest.mark.parametrize("raw", ["a=#family=llm", "a=/m/a#family=", "a=/m/a#family=  "])
+def test_an_empty_path_or_family_is_refused(raw):
+    settings = Settings.from_env({"RAG_RERANKERS": raw})
+    with pytest.raises(ConfigurationError, match=r"RAG_RERANKERS \(a=...\): expected path_or_id"):
+        reranker_specs(settings)
+
+
+def test_cli_model_takes_the_suffix_too():
+    spec = pick_reranker_spec(Settings(reranker_model=None), "/m/gemma#family=llm")
+    assert (spec.name, spec.source, spec.family) == ("/m/gemma#family=llm", "/m/gemma", "llm")
+    spec = pick_reranker_spec(Settings(reranker_model=None), "/m/gemma#family=llm", "encoder")
+    assert spec.family == "encoder"  # --family wins
+
+
+def test_a_forced_family_loads_an_undetectable_entry(tiny_reranker_dir, tmp_path):
+    """A checkpoint whose config names no reranker head loads only when its entry forces a family;
+    errors name the entry."""
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_reranker_dir, bare)
+    config = json.loads((bare / "config.json").read_text())
+    (bare / "config.json").write_text(json.dumps({**config, "architectures": ["XLMRobertaModel"]}))
+
+    def load(entry):
+        rerankers = f"enc={tiny_reranker_dir},{entry}"
+        return load_rerankers(
+            Settings(rerankers=_parse(rerankers), reranker_model="enc", device="cpu")
+        )
+
+    with pytest.raises(ModelLoadError, match=r"RAG_RERANKERS \(bare=...\): cannot tell"):
+        load(f"bare={bare}")
+    with pytest.raises(ConfigurationError, match=r"RAG_RERANKERS \(bare=...\): unknown reranker"):
+        load(f"bare={bare}#family=colbert")
+    rerankers = load(f"bare={bare}#family=encoder")
+    query, passages = "what is panda?", ["hi", "The giant panda is a bear species.", "熊猫"]
+    enc, forced = rerankers.pick("enc"), rerankers.pick("bare")
+    assert forced is not enc and forced.family == "encoder"
+    assert forced.score(query, passages) == pytest.approx(enc.score(query, passages), abs=1e-6)
+
+
+def _parse(raw):
+    return Settings.from_env({"RAG_RERANKERS": raw}).rerankers

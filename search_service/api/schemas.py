@@ -18,7 +18,15 @@ MAX_PAGE = 500
 MAX_PROMPT_CHARS = 2_000
 MAX_RERANK_LENGTH = 8_192  # bge-reranker-v2-m3's limit; a model's own limit is checked on top
 MAX_LAYERS = 8
-FAMILY_OPTIONS = ("prompt", "cutoff_layers", "compress_ratio", "compress_layers")
+# Options only some families take per call (the encoder family takes none: its query budget is
+# fixed at load time). `max_length` is common to all.
+FAMILY_OPTIONS = (
+    "prompt",
+    "query_max_length",
+    "cutoff_layers",
+    "compress_ratio",
+    "compress_layers",
+)
 
 Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)]
 CollectionName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -47,8 +55,12 @@ class DocumentsCreate(Strict):
 
 class SearchFilter(Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
-    document_ids: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(default=None, max_length=10_000)
-    sources: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(default=None, max_length=10_000)
+    document_ids: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(
+        default=None, max_length=10_000
+    )
+    sources: list[Annotated[str, StringConstraints(max_length=1024)]] | None = Field(
+        default=None, max_length=10_000
+    )
 
 
 Layer = Annotated[int, Field(ge=0, le=1_000)]
@@ -58,11 +70,15 @@ Layers = Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)]
 class RerankOptions(Strict):
     """Per-request reranker options. Bounds that need the model are checked by `for_reranker`."""
 
-    prompt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)] | None = None
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)] | None = (
+        None
+    )
     cutoff_layers: Layer | Layers | None = None
     compress_ratio: Literal[1, 2, 4, 8] | None = None
     compress_layers: Layers | None = None
     max_length: int | None = Field(default=None, ge=1, le=MAX_RERANK_LENGTH)
+    # Tokens of the query kept (default 3/4 of max_length); at most the request's max_length.
+    query_max_length: int | None = Field(default=None, ge=1, le=MAX_RERANK_LENGTH)
 
     def given(self) -> dict[str, Any]:
         return self.model_dump(include={*FAMILY_OPTIONS, "max_length"}, exclude_none=True)
@@ -87,7 +103,9 @@ class RerankOptions(Strict):
             if len(set(layers)) != 1:
                 _invalid(f"cutoff_layers: one layer per request, got {layers}")
             if valid and layers[0] not in valid:
-                _invalid(f"cutoff_layers: layer {layers[0]} has no score head; choose from {_span(valid)}")
+                _invalid(
+                    f"cutoff_layers: layer {layers[0]} has no score head; choose from {_span(valid)}"
+                )
             options["cutoff_layers"] = layers[0]
         if "compress_layers" in options and valid:
             wrong = [layer for layer in options["compress_layers"] if layer > max(valid)]
@@ -96,6 +114,12 @@ class RerankOptions(Strict):
         limit = getattr(reranker, "max_supported_length", None)
         if limit is not None and options.get("max_length", 0) > limit:
             _invalid(f"max_length: {options['max_length']} exceeds the model's limit of {limit}")
+        max_length = options.get("max_length") or getattr(reranker, "max_length", None)
+        if max_length is not None and options.get("query_max_length", 0) > max_length:
+            _invalid(
+                f"query_max_length: {options['query_max_length']} exceeds max_length "
+                f"({max_length}); the query is part of the pair"
+            )
         return options
 
 
@@ -133,7 +157,15 @@ class SearchOptions(Strict):
         """Keywords for `SearchPipeline.search`."""
         if self.context_tokenizer is not None and self.context_budget_tokens is None:
             _invalid("context_tokenizer needs context_budget_tokens")
-        options = self.model_dump(include={"mode", "sparse_method", "score_threshold", "context_budget_tokens", "context_tokenizer"})
+        options = self.model_dump(
+            include={
+                "mode",
+                "sparse_method",
+                "score_threshold",
+                "context_budget_tokens",
+                "context_tokenizer",
+            }
+        )
         options["fusion"] = self.fusion.model_dump() if self.fusion is not None else None
         return options
 
@@ -156,9 +188,9 @@ class RerankDocument(Strict):
 class RerankRequest(RerankOptions):
     model: str | None = None
     query: Query
-    documents: list[Annotated[str, StringConstraints(max_length=MAX_PASSAGE_CHARS)] | RerankDocument] = Field(
-        min_length=1, max_length=MAX_RERANK_DOCUMENTS
-    )
+    documents: list[
+        Annotated[str, StringConstraints(max_length=MAX_PASSAGE_CHARS)] | RerankDocument
+    ] = Field(min_length=1, max_length=MAX_RERANK_DOCUMENTS)
     top_n: int | None = Field(default=None, ge=1)
     return_documents: bool = False
     raw_scores: bool = False

@@ -16,8 +16,11 @@ def migrate(ctx: Context):
     """Create or upgrade the database schema (alembic upgrade head)."""
     from search_service.store.db import migrate as run_migrations
 
+    from sqlalchemy.engine import make_url
+
     run_migrations(ctx.settings.database_url)
-    click.echo(f"database at revision head: {ctx.settings.database_url}")
+    shown = make_url(ctx.settings.database_url).render_as_string(hide_password=True)
+    click.echo(f"database at revision head: {shown}")
 
 
 @main.group()

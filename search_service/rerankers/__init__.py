@@ -10,8 +10,11 @@ named with `family=`; see `registry.py` for the known families.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
+
+import torch
 
 from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ConfigurationError
@@ -47,11 +50,12 @@ def load_reranker(
     """Load a reranker from a local directory or a Hugging Face hub id.
 
     `device`: auto|cpu|cuda|cuda:N|mps; `dtype`: auto|float32|float16|bfloat16 (auto: float16 on a
-    GPU, float32 on CPU). `family` overrides detection: a known family name or a dotted path to a
-    `Reranker` subclass. Hub loading honours HF_HUB_OFFLINE (no network, cache only). The remaining
-    options go to the family's `load` (encoder: max_length, batch_size, query_max_length,
-    trust_remote_code, attn_implementation). Raises `ModelLoadError` when the model cannot be
-    loaded.
+    GPU, float32 on CPU). A half dtype on CPU is checked once here by scoring one short pair
+    (`check_half_precision`): a `ConfigurationError` when the model cannot run in it there.
+    `family` overrides detection: a known family name or a dotted path to a `Reranker` subclass.
+    Hub loading honours HF_HUB_OFFLINE (no network, cache only). The remaining options go to the
+    family's `load` (encoder: max_length, batch_size, query_max_length, trust_remote_code,
+    attn_implementation). Raises `ModelLoadError` when the model cannot be loaded.
 
     `runtime`: torch (default), or onnx / onnx-int8 (encoder family only, CPU): the forward pass in
     ONNX Runtime, exported once into `onnx_cache_dir` (see `onnx_runtime.py`). Another family with
@@ -74,7 +78,46 @@ def load_reranker(
                 "bge-reranker-v2-m3): set RAG_RERANKER_RUNTIME=torch for it"
             )
         return OnnxEncoderReranker.load(
-            checkpoint, runtime=runtime, device=device, dtype=dtype, cache_dir=onnx_cache_dir,
+            checkpoint,
+            runtime=runtime,
+            device=device,
+            dtype=dtype,
+            cache_dir=onnx_cache_dir,
             **options,
         )
-    return cls.load(checkpoint, device=device, dtype=dtype, **options)
+    reranker = cls.load(checkpoint, device=device, dtype=dtype, **options)
+    check_half_precision(reranker)
+    return reranker
+
+
+HALF_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
+PROBE_PAIR = ("what is a panda?", "The giant panda is a bear species endemic to China.")
+
+
+def check_half_precision(reranker: Reranker) -> None:
+    """On CPU, a float16/bfloat16 model must score one short pair to a finite value.
+
+    CPU kernels for half types are patchy (an op may be missing for Half) and float16's range is
+    small (activations past 65504 become inf, then NaN): either way the dtype cannot serve, and
+    a `ConfigurationError` that names the dtype, the device and the fix is raised at load time
+    rather than a wrong score at request time. GPUs run half precision natively: not probed.
+    """
+    name = HALF_DTYPES.get(reranker.dtype)
+    if name is None or reranker.device != "cpu":
+        return
+    try:
+        scores = reranker.score_pairs([PROBE_PAIR])
+    except (RuntimeError, NotImplementedError) as error:
+        problem = f"its forward pass fails ({type(error).__name__}: {error})"
+        elsewhere = f", or run {name} on a GPU"
+    else:
+        if all(math.isfinite(score) for score in scores):
+            return
+        problem = f"a short test pair scores {scores[0]} (its activations overflow {name})"
+        elsewhere = ""
+    others = ("float32",) if name == "bfloat16" else ("float32", "bfloat16")
+    raise ConfigurationError(
+        f"reranker {reranker.name!r} cannot run in {name} on cpu: {problem}. Use "
+        f"{' or '.join(others)} instead (e.g. RAG_RERANKER_DTYPE=float32, or dtype='float32' "
+        f"in load_reranker){elsewhere}"
+    )

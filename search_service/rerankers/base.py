@@ -114,6 +114,13 @@ class Reranker:
         """Pad a batch of features into device tensors."""
         raise NotImplementedError
 
+    def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A collated CPU batch on the model's device."""
+        if self.device.startswith("cuda"):
+            # From pinned memory the copy is asynchronous: the forward is queued without waiting.
+            batch = {key: value.pin_memory() for key, value in batch.items()}
+        return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One relevance logit per row of the batch, on the device."""
         raise NotImplementedError

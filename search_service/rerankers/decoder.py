@@ -117,11 +117,7 @@ class DecoderReranker(Reranker):
 
     def collate(self, features: Sequence[Any]) -> dict[str, Any]:
         """The padded batch on the device; features need `input_ids`."""
-        batch = self.inputs.collate(features)
-        if self.device.startswith("cuda"):
-            # From pinned memory the copy is asynchronous: the forward is queued without waiting.
-            batch = {key: value.pin_memory() for key, value in batch.items()}
-        return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+        return self.to_device(self.inputs.collate(features))
 
 
 @dataclass(frozen=True, slots=True)

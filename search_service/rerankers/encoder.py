@@ -16,13 +16,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 
 from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ModelLoadError
+from search_service.rerankers import packed
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
+from search_service.rerankers.pair_template import PairTemplate
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +84,13 @@ class EncoderReranker(Reranker):
         self._pad_left = getattr(tokenizer, "padding_side", "right") == "left"
         self._use_token_type_ids = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         self._truncation_side = getattr(tokenizer, "truncation_side", "right")
+        self._template = PairTemplate.derive(self._backend)
         super().__init__(
             name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size
         )
         self.query_max_length = query_max_length
+        # Batches as one unpadded row (rerankers/packed.py); `load` turns it on where it fits.
+        self.packed = False
 
     @classmethod
     def load(
@@ -119,7 +125,7 @@ class EncoderReranker(Reranker):
                 "a one-label relevance head (use a cross-encoder such as BAAI/bge-reranker-v2-m3)"
             )
         log.info("loaded encoder reranker %s on %s (%s)", source, device_name, torch_dtype)
-        return cls(
+        reranker = cls(
             model=model,
             tokenizer=tokenizer,
             name=source,
@@ -129,6 +135,8 @@ class EncoderReranker(Reranker):
             batch_size=batch_size,
             query_max_length=query_max_length,
         )
+        reranker.packed = packed.enable(model, device_name)
+        return reranker
 
     @property
     def max_supported_length(self) -> int | None:
@@ -142,7 +150,43 @@ class EncoderReranker(Reranker):
 
     def tokenize(self, pairs: Sequence[tuple[str, str]], max_length: int) -> list[EncodedPair]:
         query_max_length = self.query_max_length or max(1, max_length * 3 // 4)
+        if self._template is None:
+            return self._tokenize_with_post_process(pairs, max_length, query_max_length)
         # score(query, passages) repeats one query: encode each distinct query once.
+        distinct = list(dict.fromkeys(query for query, _ in pairs))
+        queries = {
+            query: self._cut(encoding.ids, query_max_length)
+            for query, encoding in zip(distinct, self._encode(distinct), strict=True)
+        }
+        passages = self._encode([passage for _, passage in pairs])
+        template = self._template
+        features = []
+        for (query, _), encoding in zip(pairs, passages, strict=True):
+            query_ids = queries[query]
+            passage_ids = self._cut(encoding.ids, max_length)
+            excess = len(query_ids) + len(passage_ids) + template.special_tokens - max_length
+            # As transformers 4.46 does: when the passage is too short to absorb the excess (only
+            # possible if query_max_length > max_length - special tokens), the pair stays whole.
+            if 0 < excess < len(passage_ids):
+                passage_ids = self._cut(passage_ids, len(passage_ids) - excess)
+            features.append(EncodedPair(*template.build(query_ids, passage_ids)))
+        return features
+
+    def _encode(self, texts: list[str]) -> list[Any]:
+        # encode_batch_fast (tokenizers >= 0.21) skips the offsets, which pairs never use.
+        encode = getattr(self._backend, "encode_batch_fast", self._backend.encode_batch)
+        return encode(texts, add_special_tokens=False)
+
+    def _cut(self, ids: list[int], max_length: int) -> list[int]:
+        """`Encoding.truncate(max_length)` on plain ids: keep the tokenizer's truncation side."""
+        if len(ids) <= max_length:
+            return ids
+        return ids[len(ids) - max_length :] if self._truncation_side == "left" else ids[:max_length]
+
+    def _tokenize_with_post_process(
+        self, pairs: Sequence[tuple[str, str]], max_length: int, query_max_length: int
+    ) -> list[EncodedPair]:
+        """The general path, for post-processors `PairTemplate` cannot read."""
         distinct = list(dict.fromkeys(query for query, _ in pairs))
         encoded = self._backend.encode_batch(distinct, add_special_tokens=False)
         queries = {}
@@ -157,8 +201,6 @@ class EncoderReranker(Reranker):
             query_encoding = queries[query]
             self._truncate(passage, max_length)
             excess = len(query_encoding) + len(passage) + self._pair_special_tokens - max_length
-            # As transformers 4.46 does: when the passage is too short to absorb the excess (only
-            # possible if query_max_length > max_length - special tokens), the pair stays whole.
             if 0 < excess < len(passage):
                 self._truncate(passage, len(passage) - excess)
             pair = self._backend.post_process(query_encoding, passage, add_special_tokens=True)
@@ -166,22 +208,26 @@ class EncoderReranker(Reranker):
         return features
 
     def collate(self, features: Sequence[EncodedPair]) -> dict[str, torch.Tensor]:
+        if self.packed:
+            return self.to_device(packed.collate(features, self.config.pad_token_id))
         width = max(len(feature) for feature in features)
-        input_ids = torch.full((len(features), width), self._pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(features), width), dtype=torch.long)
-        token_type_ids = torch.zeros((len(features), width), dtype=torch.long)
+        input_ids = np.full((len(features), width), self._pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(features), width), dtype=np.int64)
+        token_type_ids = np.zeros((len(features), width), dtype=np.int64)
         for row, feature in enumerate(features):
             size = len(feature)
             span = slice(width - size, width) if self._pad_left else slice(0, size)
-            input_ids[row, span] = torch.tensor(feature.input_ids, dtype=torch.long)
+            input_ids[row, span] = feature.input_ids
             attention_mask[row, span] = 1
-            token_type_ids[row, span] = torch.tensor(feature.token_type_ids, dtype=torch.long)
+            token_type_ids[row, span] = feature.token_type_ids
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self._use_token_type_ids:
             batch["token_type_ids"] = token_type_ids
-        return {key: value.to(self.device) for key, value in batch.items()}
+        return self.to_device({key: torch.from_numpy(value) for key, value in batch.items()})
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.packed:
+            return packed.forward(self.model, batch)
         return self.model(**batch, return_dict=True).logits
 
     def _truncate(self, encoding: Any, max_length: int) -> None:

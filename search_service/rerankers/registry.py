@@ -33,6 +33,55 @@ def is_single_label_classifier(config: dict[str, Any]) -> bool:
     return classifier and _num_labels(config) == 1
 
 
+# Decoder-only model types that transformers' AutoModelForCausalLM loads with its own code: a
+# config naming one of them with no `architectures` (or only a bare `*Model`) is an llm reranker.
+CAUSAL_LM_MODEL_TYPES = frozenset(
+    {
+        "cohere",
+        "gemma",
+        "gemma2",
+        "gemma3_text",
+        "glm",
+        "glm4",
+        "granite",
+        "llama",
+        "ministral",
+        "mistral",
+        "mixtral",
+        "olmo",
+        "olmo2",
+        "phi",
+        "phi3",
+        "qwen2",
+        "qwen2_moe",
+        "qwen3",
+        "qwen3_moe",
+        "smollm3",
+        "stablelm",
+        "starcoder2",
+    }
+)
+# The layerwise and lightweight classes are causal LMs too, detected by their own families first.
+SPECIFIC_CAUSAL_LMS = ("LayerWise", "CostWise")
+
+
+def is_causal_lm(config: dict[str, Any]) -> bool:
+    """A plain causal LM, by the first of: `architectures` (`*ForCausalLM`), `auto_map`
+    (`AutoModelForCausalLM`, remote code), `model_type` (`CAUSAL_LM_MODEL_TYPES`). The model type
+    counts only when no architecture names another head (`GemmaForSequenceClassification`)."""
+    architectures = [str(arch) for arch in config.get("architectures") or []]
+    if any(
+        arch.endswith("ForCausalLM") and not arch.startswith(SPECIFIC_CAUSAL_LMS)
+        for arch in architectures
+    ):
+        return True
+    remote = str((config.get("auto_map") or {}).get("AutoModelForCausalLM") or "")
+    if remote and not remote.rpartition(".")[2].startswith(SPECIFIC_CAUSAL_LMS):
+        return True
+    other_head = any("For" in arch for arch in architectures)
+    return not other_head and config.get("model_type") in CAUSAL_LM_MODEL_TYPES
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -68,10 +117,12 @@ FAMILIES: dict[str, Family] = {
         Family(
             "lightweight",
             "search_service.rerankers.lightweight:LightweightReranker",
-            lambda config: "CostWiseGemmaForCausalLM" in (config.get("architectures") or [])
-            or config.get("model_type") == "cost_wise_gemma"
-            or str((config.get("auto_map") or {}).get("AutoModelForCausalLM", "")).endswith(
-                ".CostWiseGemmaForCausalLM"
+            lambda config: (
+                "CostWiseGemmaForCausalLM" in (config.get("architectures") or [])
+                or config.get("model_type") == "cost_wise_gemma"
+                or str((config.get("auto_map") or {}).get("AutoModelForCausalLM", "")).endswith(
+                    ".CostWiseGemmaForCausalLM"
+                )
             ),
             "Gemma2 with per-layer relevance heads and token compression, "
             "CostWiseGemmaForCausalLM (bge-reranker-v2.5-gemma2-lightweight)",
@@ -79,12 +130,10 @@ FAMILIES: dict[str, Family] = {
         Family(
             "llm",
             "search_service.rerankers.llm:LLMReranker",
-            lambda config: any(
-                str(arch).endswith("ForCausalLM")
-                and not str(arch).startswith(("LayerWise", "CostWise"))
-                for arch in config.get("architectures") or []
-            ),
-            "decoder-only LLM scored by its 'Yes' logit, *ForCausalLM (bge-reranker-v2-gemma)",
+            is_causal_lm,
+            "decoder-only LLM scored by its 'Yes' logit: a *ForCausalLM architecture, a causal LM "
+            "model_type (gemma, llama, qwen2, mistral...) or an AutoModelForCausalLM auto_map "
+            "(bge-reranker-v2-gemma)",
         ),
     ]
 }

@@ -14,6 +14,11 @@ A passage whose addition would make the rendered context exceed `budget` tokens 
 later, shorter one may still fit); if not even the best passage fits, its beginning is kept up to
 the budget (cut at a token boundary) and the citation is marked `truncated`. Tokens are counted
 on the whole rendered text, without special tokens, with a Hugging Face tokenizer.
+
+Only tokenizers the operator configured count: the embedder's (the default), each loaded
+reranker's (by its request name or its id/path) and those listed in `RAG_CONTEXT_TOKENIZERS`.
+Any other name is refused (`context_tokenizer_not_allowed`), so a client can make the server
+neither download from the hub nor read a local directory.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from search_service.errors import InvalidRequestError
@@ -30,22 +35,77 @@ MAX_LOADED_TOKENIZERS = 8
 
 
 class ContextTokenizers:
-    """Token counters by name: the embedder's tokenizer by default, others loaded on first use."""
+    """Token counters by name, for the allowed tokenizers only, each loaded on first use.
 
-    def __init__(self, default_name: str, default_tokenizer):
+    `known`: name -> (tokenizer object or None, source to load when None), for the configured
+    models (the default, `default_name`, is the embedder's tokenizer); `allowed`: more hub ids or
+    local directories that may be loaded by name (`RAG_CONTEXT_TOKENIZERS`).
+    """
+
+    def __init__(
+        self,
+        default_name: str,
+        default_tokenizer,
+        *,
+        known: Mapping[str, tuple[object | None, str]] | None = None,
+        allowed: Iterable[str] = (),
+    ):
         self.default_name = default_name
+        self._known: dict[str, tuple[object | None, str]] = {
+            default_name: (default_tokenizer, default_name),
+            **{name: entry for name, entry in (known or {}).items() if name != default_name},
+        }
+        self._allowed: set[str] = set()
         self._loaded: OrderedDict[str, tuple[object, threading.Lock]] = OrderedDict()
         if default_tokenizer is not None:
             self._loaded[default_name] = (copy.deepcopy(default_tokenizer), threading.Lock())
         self._lock = threading.Lock()
+        self.allow(allowed)
+
+    @classmethod
+    def for_models(cls, embedder, rerankers: Mapping[str, object], allowed: Iterable[str] = ()):
+        """The embedder's tokenizer (the default) and each reranker's, by name and by id/path."""
+        known: dict[str, tuple[object | None, str]] = {}
+        for name, reranker in rerankers.items():
+            source = getattr(reranker, "name", None) or name
+            entry = (getattr(reranker, "tokenizer", None), source)
+            known.setdefault(name, entry)
+            known.setdefault(source, entry)
+        default = getattr(embedder, "model_id", "embedder")
+        return cls(default, getattr(embedder, "tokenizer", None), known=known, allowed=allowed)
+
+    def allow(self, names: Iterable[str]) -> None:
+        """Also allow these hub ids / local directories (exactly as the requests will name them)."""
+        with self._lock:
+            self._allowed.update(name.strip() for name in names if name and name.strip())
+
+    def is_allowed(self, name: str) -> bool:
+        with self._lock:
+            return name in self._known or name in self._allowed
+
+    def check(self, name: str | None) -> str:
+        """The tokenizer name a request gets; 400 `context_tokenizer_not_allowed` for any other."""
+        name = name or self.default_name
+        if not self.is_allowed(name):
+            raise InvalidRequestError(
+                f"context_tokenizer {name!r} is not allowed: use the embedder's (the default), a "
+                "loaded reranker's (by its name in GET /v1/rerankers, or its id/path) or one "
+                "listed in RAG_CONTEXT_TOKENIZERS",
+                code="context_tokenizer_not_allowed",
+            )
+        return name
 
     def get(self, name: str | None) -> tuple[str, object, threading.Lock]:
-        name = name or self.default_name
+        name = self.check(name)
         with self._lock:
             if name in self._loaded:
                 self._loaded.move_to_end(name)
                 return (name, *self._loaded[name])
-        tokenizer = self._load(name)
+        tokenizer, source = self._known.get(name, (None, name))
+        if tokenizer is not None:  # a loaded model's: a private copy, nothing read from disk
+            tokenizer = _require_fast(name, copy.deepcopy(tokenizer))
+        else:
+            tokenizer = self._load(source)
         with self._lock:
             self._loaded.setdefault(name, (tokenizer, threading.Lock()))
             while len(self._loaded) > MAX_LOADED_TOKENIZERS:
@@ -68,9 +128,7 @@ class ContextTokenizers:
                 f"(hub id or local directory): {type(exc).__name__}",
                 code="context_tokenizer_not_found",
             ) from None
-        if not getattr(tokenizer, "is_fast", False):
-            raise InvalidRequestError(f"context_tokenizer {name!r} has no fast tokenizer", code="context_tokenizer_not_found")
-        return tokenizer
+        return _require_fast(name, tokenizer)
 
     def counter(self, name: str | None) -> tuple[str, Callable[[str], int], Callable[[str, int], str]]:
         """(name, count(text), prefix(text, n tokens)) for the named tokenizer."""
@@ -86,6 +144,14 @@ class ContextTokenizers:
             return text[: offsets[tokens - 1][1]] if tokens > 0 and offsets else ""
 
         return name, count, prefix
+
+
+def _require_fast(name: str, tokenizer):
+    if not getattr(tokenizer, "is_fast", False):
+        raise InvalidRequestError(
+            f"context_tokenizer {name!r} has no fast tokenizer", code="context_tokenizer_not_found"
+        )
+    return tokenizer
 
 
 @dataclass

@@ -10,6 +10,8 @@ below `score_threshold` are dropped, and the `top_k` best returned, each explain
 dense/sparse rank and score, fused score, rerank score). With `context_budget_tokens` the
 response also carries the packed, cited context (`retrieval.context`). `score` is the sigmoid of
 the rerank logit, else the fused score (hybrid), the sparse score (sparse) or the cosine (dense).
+`timings_ms` holds each stage's milliseconds and, when the search reranked,
+`rerank_cache_hit_rate` (also in `cache`, with the hit and miss counts).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search_service.errors import InvalidRequestError, NotFoundError
+from search_service.errors import DimensionMismatchError, InvalidRequestError, NotFoundError
 from search_service.rerankers.base import sigmoid
 from search_service.retrieval.context import ContextTokenizers, pack_context
 from search_service.retrieval.fusion import Fusion, fuse
@@ -76,6 +78,17 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def check_dimension(collection, vector) -> None:
+    """A collection built with another embedder cannot be searched with this one's vectors."""
+    if len(vector) != collection.dimension:
+        raise DimensionMismatchError(
+            f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors from "
+            f"{collection.embedder_model}; the configured embedder gives {len(vector)}-dimensional "
+            f"ones: serve it with RAG_EMBEDDER_MODEL={collection.embedder_model}, or re-ingest it "
+            "into a new collection"
+        )
+
+
 def _fusion(fusion) -> Fusion:
     if fusion is None:
         return Fusion()
@@ -95,6 +108,7 @@ class SearchPipeline:
         sparse: SparseIndexManager | None = None,
         rerank_cache: RerankCache | None = None,
         context_tokenizers: ContextTokenizers | None = None,
+        context_tokenizers_allowed: tuple[str, ...] = (),
         default_mode: str = "dense",
     ):
         self.database = database
@@ -103,8 +117,9 @@ class SearchPipeline:
         self.rerankers = rerankers
         self.sparse = sparse if sparse is not None else SparseIndexManager()
         self.rerank_cache = rerank_cache if rerank_cache is not None else RerankCache()
-        self.context_tokenizers = context_tokenizers or ContextTokenizers(
-            getattr(embedder, "model_id", "embedder"), getattr(embedder, "tokenizer", None)
+        # `context_tokenizer` may name the embedder's, a loaded reranker's, or an allowed one only
+        self.context_tokenizers = context_tokenizers or ContextTokenizers.for_models(
+            embedder, rerankers.rerankers, context_tokenizers_allowed
         )
         self.default_mode = check_mode(default_mode)
 
@@ -148,6 +163,7 @@ class SearchPipeline:
             if mode != "sparse":
                 with timer.stage("embed"):
                     vector = self.embedder.embed([query], kind="query")[0]
+                check_dimension(collection, vector)
                 with timer.stage("search"):
                     dense_hits = self.indexes.search(session, collection, vector, candidates, allowed)
             if mode != "dense":
@@ -183,6 +199,10 @@ class SearchPipeline:
         for stage in ("embed", "search", "sparse", "rerank"):
             timer.ms.setdefault(stage, 0.0)
         timer.ms["total"] = (time.perf_counter() - started) * 1000
+        timings = {k: round(v, 3) for k, v in timer.ms.items()}
+        hit_rate = round(hits / (hits + misses), 6) if hits + misses else None
+        if hit_rate is not None:  # the search reranked: the share of scores the cache gave
+            timings["rerank_cache_hit_rate"] = hit_rate
         return {
             "collection": collection_name,
             "query": query,
@@ -196,9 +216,9 @@ class SearchPipeline:
             "cache": {
                 "rerank_hits": hits,
                 "rerank_misses": misses,
-                "rerank_hit_rate": round(hits / (hits + misses), 6) if hits + misses else None,
+                "rerank_hit_rate": hit_rate,
             },
-            "timings_ms": {k: round(v, 3) for k, v in timer.ms.items()},
+            "timings_ms": timings,
         }
 
     @staticmethod

@@ -75,3 +75,20 @@ def test_health_endpoints(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["database"] is True
+
+
+def test_a_collection_of_another_dimension_is_409_not_500(client):
+    from search_service.store import collections as store
+
+    services = client.application.extensions["search_service"]
+    with services.database.session() as session:
+        store.create_collection(
+            session, "other", embedder_model="BAAI/bge-m3", dimension=1024, chunk_tokens=64, chunk_overlap=8
+        )
+    response = client.post("/v1/search", json={"collection": "other", "query": "pandas", "rerank": False})
+    assert_error(response, 409, "embedding_dimension_mismatch")
+    message = response.get_json()["error"]["message"]
+    assert "1024" in message and "RAG_EMBEDDER_MODEL=BAAI/bge-m3" in message
+    for mode in ("sparse", "hybrid"):  # sparse alone never embeds the query: it still works
+        response = client.post("/v1/search", json={"collection": "other", "query": "pandas", "mode": mode, "rerank": False})
+        assert response.status_code == (200 if mode == "sparse" else 409), response.get_json()

@@ -7,6 +7,8 @@ the cache test, which changes a document of its own.
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -137,6 +139,27 @@ def test_score_threshold_drops_weak_passages(app):
     assert search(client, query="volcano", score_threshold=2.0)["results"] == []
 
 
+def test_score_threshold_applies_to_the_rerank_sigmoid(app):
+    client = app.test_client()
+    query = {"query": "how often are volume snapshots copied to the vault", "top_k": 8,
+             "candidates": 20, "rerank": True}
+    ranked = search(client, **query)["results"]
+    assert len(ranked) == 8
+    for result in ranked:
+        sigmoid = 1 / (1 + math.exp(-result["rerank_score"]))
+        assert result["score"] == pytest.approx(sigmoid, abs=1e-9)
+    scores = [r["score"] for r in ranked]
+    assert scores == sorted(scores, reverse=True) and scores[2] < scores[1]
+    cut = (scores[1] + scores[2]) / 2
+    body = search(client, **query, score_threshold=cut)
+    assert body["reranked"] is True
+    assert [(r["chunk_id"], r["rank"], r["score"]) for r in body["results"]] == [
+        (r["chunk_id"], r["rank"], r["score"]) for r in ranked[:2]
+    ]  # fewer than top_k; ranks are those before the cut
+    assert search(client, **query, score_threshold=scores[0] + 1e-6)["results"] == []
+    assert len(search(client, **query, score_threshold=scores[-1])["results"]) == 8
+
+
 def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir):
     client = app.test_client()
     body = search(client, query="how often are volume snapshots copied to the vault", top_k=8, candidates=30,
@@ -169,7 +192,8 @@ def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir):
 
     bad = client.post("/v1/search", json={"collection": "docs", "query": "x", "context_budget_tokens": 10,
                                           "context_tokenizer": "/nonexistent/tokenizer"})
-    assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "context_tokenizer_not_found"
+    assert bad.status_code == 400
+    assert bad.get_json()["error"]["code"] == "context_tokenizer_not_allowed"
 
 
 def test_results_explain_themselves_and_reranks_are_cached(app):
@@ -179,6 +203,7 @@ def test_results_explain_themselves_and_reranks_are_cached(app):
     query = {"query": "tape cartridges vault rotation", "top_k": 20, "candidates": 20, "mode": "hybrid", "rerank": True}
     first = search(client, **query)
     assert first["reranked"] is True and first["cache"]["rerank_hits"] == 0
+    assert first["timings_ms"]["rerank_cache_hit_rate"] == 0 == first["cache"]["rerank_hit_rate"]
     before = next(r for r in first["results"] if r["document_id"] == "notes.txt")
     misses = first["cache"]["rerank_misses"]
     assert misses >= 5
@@ -192,6 +217,8 @@ def test_results_explain_themselves_and_reranks_are_cached(app):
 
     again = search(client, **query)
     assert again["cache"] == {"rerank_hits": misses, "rerank_misses": 0, "rerank_hit_rate": 1.0}
+    assert again["timings_ms"]["rerank_cache_hit_rate"] == 1.0
+    assert "rerank_cache_hit_rate" not in search(client, query="tape", rerank=False)["timings_ms"]
     assert [(r["chunk_id"], r["rerank_score"], r["score"]) for r in again["results"]] == [
         (r["chunk_id"], r["rerank_score"], r["score"]) for r in first["results"]
     ]

@@ -165,6 +165,7 @@ def test_metrics(app_factory, sqlite_url, tiny_reranker):
         assert line in text, line
     for stage in ("embed", "search", "rerank", "db"):
         assert f'rag_stage_duration_seconds_count{{stage="{stage}"}}' in text, stage
+    assert "rerank_cache_hit_rate" not in text  # a ratio in timings_ms, not a stage duration
     assert 'rag_http_request_duration_seconds_bucket{endpoint="search.search"' in text
 
 
@@ -239,3 +240,15 @@ def test_openapi_document(app_factory, sqlite_url):
     assert "/v1/embeddings" in spec["paths"] and "/v1/collections/{name}/documents" in spec["paths"]
     page = client.get("/docs")
     assert page.status_code == 200 and b"openapi.json" in page.data and b"https://" not in page.data
+
+
+def test_rerank_ties_keep_the_callers_order(app_factory, sqlite_url, tiny_reranker):
+    client = app_factory(sqlite_url, tiny_reranker).test_client()
+    documents = ["Pandas eat bamboo.", "", "Pandas eat bamboo.", "Paris is in France.", ""]
+    body = client.post("/v1/rerank", json={"query": "what do pandas eat?", "documents": documents}).get_json()
+    order = [result["index"] for result in body["results"]]
+    scores = {result["index"]: result["relevance_score"] for result in body["results"]}
+    assert sorted(order) == list(range(5))
+    assert scores[0] == scores[2] and scores[1] == scores[4]  # duplicates score the same
+    assert order.index(0) < order.index(2) and order.index(1) < order.index(4)  # stable among ties
+    assert [scores[i] for i in order] == sorted(scores.values(), reverse=True)

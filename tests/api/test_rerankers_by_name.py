@@ -150,6 +150,23 @@ def test_search_picks_the_reranker_and_forwards_options(client, rerankers):
         ({"max_length": 0}, "invalid_request", "max_length"),
         ({"max_length": 100_000}, "invalid_request", "max_length"),
         ({"normalize": True}, "invalid_request", "normalize"),
+        (
+            {"query_max_length": 8},
+            "unsupported_option",
+            "the encoder reranker does not support query_max_length",
+        ),
+        ({"model": "llm", "query_max_length": 0}, "invalid_request", "query_max_length"),
+        ({"model": "llm", "query_max_length": "8"}, "invalid_request", "query_max_length"),
+        (
+            {"model": "llm", "query_max_length": 65, "max_length": 64},
+            "invalid_request",
+            "query_max_length: 65 exceeds max_length (64)",
+        ),
+        (
+            {"model": "llm", "query_max_length": 513},
+            "invalid_request",
+            "query_max_length: 513 exceeds max_length (512)",
+        ),
     ],
 )
 def test_bad_options_are_400s(client, body, code, fragment):
@@ -164,6 +181,65 @@ def test_rerankers_are_listed(client):
         ("enc", "encoder", []),
         ("llm", "llm", ["prompt", "query_max_length"]),
     ]
+
+
+# A valid value for each per-request option, to send every option /v1/rerankers lists.
+OPTION_VALUES = {
+    "prompt": PROMPT,
+    "query_max_length": 3,
+    "cutoff_layers": 8,
+    "compress_ratio": 2,
+    "compress_layers": [8],
+}
+
+
+def test_every_listed_option_is_accepted_per_request(client):
+    for listed in client.get("/v1/rerankers").get_json()["rerankers"]:
+        for option in listed["options"]:
+            response = rerank(client, model=listed["name"], **{option: OPTION_VALUES[option]})
+            assert response.status_code == 200, (listed["name"], option, response.get_json())
+
+
+def test_query_max_length_reaches_the_llm_family(client, rerankers):
+    llm = rerankers.pick("llm")
+    query = "what is panda? " * 4
+    response = client.post(
+        "/v1/rerank",
+        json={
+            "model": "llm",
+            "query": query,
+            "documents": PASSAGES,
+            "raw_scores": True,
+            "query_max_length": 3,
+            "max_length": 64,
+        },
+    )
+    assert response.status_code == 200, response.get_json()
+    expected = llm.score(query, PASSAGES, query_max_length=3, max_length=64)
+    assert by_index(response) == pytest.approx(expected, abs=1e-5)
+    # The default budget keeps 48 query tokens: the cut changed the scores.
+    assert expected != pytest.approx(llm.score(query, PASSAGES, max_length=64), abs=1e-3)
+
+
+def test_search_forwards_query_max_length(client, rerankers):
+    from ingestion.pipeline import SourceDocument
+
+    services = client.application.extensions["search_service"]
+    services.ingestion.ingest(
+        "docs", [SourceDocument(external_id=k, text=v) for k, v in DOCUMENTS.items()]
+    )
+    query = PARAPHRASES["panda.md"]
+    body = {"collection": "docs", "query": query, "top_k": 5, "reranker": "llm"}
+    response = client.post("/v1/search", json={**body, "rerank_options": {"query_max_length": 2}})
+    result = response.get_json()
+    assert response.status_code == 200, result
+    texts = [r["text"] for r in result["results"]]
+    expected = rerankers.pick("llm").score(query, texts, query_max_length=2)
+    assert [r["rerank_score"] for r in result["results"]] == pytest.approx(expected, abs=1e-5)
+    refused = client.post(
+        "/v1/search", json={**body, "reranker": "enc", "rerank_options": {"query_max_length": 2}}
+    )
+    assert_error(refused, 400, "unsupported_option", "encoder", "query_max_length")
 
 
 class LayeredReranker(Reranker):

@@ -117,3 +117,18 @@ def test_truncate_makes_one_chunk_of_what_the_embedder_reads(tmp_path, sqlite_ur
     limit = services.embedder.max_seq_length - services.embedder.num_special_tokens
     assert info["truncated_to_tokens"] == info["chunk_tokens"] == limit
     assert info["chunks"] == info["documents"] == len(TINY_IDS)
+
+
+def test_progress_bars_go_to_stderr_only_when_on(tmp_path, sqlite_url, make_services, capfd):
+    services = make_services(sqlite_url)
+    dataset = load_dataset(write_tiny(tmp_path / "tiny"))
+    queries = len(dataset.queries)
+    # progress is on by default
+    run_evaluation(services, [(dataset, "loud")], EvalOptions(stages=("dense",)))
+    out, err = capfd.readouterr()
+    assert "tiny dense: 100%" in err and f"{queries}/{queries}" in err
+    assert "query" in err  # the unit: query/s or s/query
+    assert "tiny dense" not in out
+    run_evaluation(services, [(dataset, "quiet")], EvalOptions(stages=("dense",), progress=False))
+    out, err = capfd.readouterr()
+    assert "tiny dense" not in err and "%|" not in err and "tiny dense" not in out

@@ -119,3 +119,31 @@ def test_concurrent_workers_never_claim_the_same_job(services):
     for thread in threads:
         thread.join()
     assert sorted(claimed) == sorted(job_ids)  # every job exactly once
+
+
+class StatusRecordingWorker(Worker):
+    """Reads the job's status back from the database around every change the worker makes."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[str] = []
+
+    def _set_status(self, job_id, status, error=None):
+        if not self.seen:  # what claiming left in the database
+            self.seen.append(self._read(job_id))
+        super()._set_status(job_id, status, error)
+        self.seen.append(self._read(job_id))
+
+    def _read(self, job_id):
+        with self.database.session() as session:
+            return job_store.get_job(session, job_id).status
+
+
+def test_a_job_goes_through_every_status_in_order(services):
+    [job_id] = queue(services)
+    with services.database.session() as session:
+        assert job_store.get_job(session, job_id).status == "pending"
+    worker = StatusRecordingWorker(services.database, services.ingestion, worker_id="w")
+    job = worker.run_once()
+    assert worker.seen == ["parsing", "embedding"]  # then the same transaction as the chunks: indexed
+    assert job.status == "indexed" and job.error is None

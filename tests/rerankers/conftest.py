@@ -19,8 +19,10 @@ PARITY_PAIRS: list[tuple[str, str]] = [
     ("what is panda?", "hi"),
     (
         "what is panda?",
-        "The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or simply panda, "
-        "is a bear species endemic to China.",
+        (
+            "The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or simply "
+            "panda, is a bear species endemic to China."
+        ),
     ),
     ("What is the capital of France?", "Paris is the capital of France."),
     ("What is the capital of France?", "The population of China is over 1.4 billion people."),
@@ -58,6 +60,28 @@ def tiny_reranker(_session_reranker: Reranker) -> Reranker:
 def shared_reranker(_session_reranker: Reranker) -> Reranker:
     """The session's instance, for read-only tests (cheaper than a copy)."""
     return _session_reranker
+
+
+@pytest.fixture
+def offline_hf_home(tmp_path, monkeypatch) -> Path:
+    """A temporary HF_HOME in offline mode: lay a checkpoint out in it with
+    `tests.support.tiny_models.install_in_hf_cache(checkpoint, offline_hf_home, repo_id)`, then
+    `load_reranker(repo_id)` finds it with no `cache_dir`.
+
+    huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, when it is imported, into
+    `huggingface_hub.constants` (transformers reads them from there at call time), so setting the
+    variables is not enough in this process: the constants are patched too. The variables are set
+    for any subprocess.
+    """
+    from huggingface_hub import constants
+
+    hf_home = tmp_path / "hf-home"
+    monkeypatch.setenv("HF_HOME", str(hf_home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return hf_home
 
 
 @pytest.fixture(scope="session")

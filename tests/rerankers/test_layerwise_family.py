@@ -3,11 +3,15 @@
 References, all computed in the FlagEmbedding reference env (transformers 4.46) from a tiny
 checkpoint saved by FlagEmbedding's own class: `LayerWiseFlagLLMReranker.compute_score`, the
 model card's raw-transformers snippet (remote code, trust_remote_code), and the 4.46 tokenizer.
+Those tests are `slow`; the fast ones use the same tiny checkpoint saved by our class
+(`make_local_layerwise_reranker`).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import json
 import math
 
 import pytest
@@ -21,7 +25,12 @@ from search_service.rerankers.minicpm_layerwise import (
     LayerwiseMiniCPMForScoring,
 )
 from tests.reference.env import run_reference_script
-from tests.support.tiny_layerwise import TINY_CONFIG, make_tiny_layerwise_reranker, write_tokenizer
+from tests.support.tiny_layerwise import (
+    TINY_CONFIG,
+    make_local_layerwise_reranker,
+    make_tiny_layerwise_reranker,
+    write_tokenizer,
+)
 
 TOLERANCE = 1e-4
 LAST = TINY_CONFIG["num_hidden_layers"]  # 4: heads for layers 1..4
@@ -161,6 +170,48 @@ def test_tiny_tokenizer_is_deterministic(tmp_path):
     write_tokenizer(tmp_path / "b")
     for name in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+# -- fast: the reranker on the checkpoint saved by our class ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_dir(tmp_path_factory):
+    return make_local_layerwise_reranker(tmp_path_factory.mktemp("checkpoints") / "layerwise-local")
+
+
+@pytest.fixture(scope="module")
+def local(local_dir):
+    return load_reranker(local_dir, device="cpu")
+
+
+def test_local_checkpoint_has_the_published_layout(local_dir, local):
+    config = json.loads((local_dir / "config.json").read_text())
+    assert detect_family(config) == "layerwise"
+    assert config["architectures"] == ["LayerWiseMiniCPMForCausalLM"]
+    assert (config["model_type"], config["rope_theta"]) == ("minicpm", TINY_CONFIG["rope_theta"])
+    assert local.family == "layerwise" and local.layers == range(1, LAST + 1)
+
+
+def test_order_is_preserved_for_every_batch_size(local, parity_pairs):
+    # max_length 64 keeps the runs cheap; the long pairs are still cut (and sorted first).
+    # One layer (score_pairs) and two layers from one pass (score_pairs_layers), each against
+    # every pair scored alone.
+    options = {"max_length": 64}
+    expected = [local.score_pairs([pair], cutoff_layers=2, **options)[0] for pair in parity_pairs]
+    expected_layers = [
+        local.score_pairs_layers([pair], [1, LAST], **options) for pair in parity_pairs
+    ]
+    expected_1 = [scores[1][0] for scores in expected_layers]
+    expected_last = [scores[LAST][0] for scores in expected_layers]
+    for column in (expected, expected_1, expected_last):  # a swap of two pairs would show
+        assert min(abs(a - b) for a, b in itertools.combinations(column, 2)) > 1e-3
+    for batch_size in range(1, len(parity_pairs) + 1):
+        scores = local.score_pairs(parity_pairs, batch_size=batch_size, cutoff_layers=2, **options)
+        assert scores == pytest.approx(expected, abs=TOLERANCE), batch_size
+        layers = local.score_pairs_layers(parity_pairs, [LAST, 1], batch_size=batch_size, **options)
+        assert layers[1] == pytest.approx(expected_1, abs=TOLERANCE), batch_size
+        assert layers[LAST] == pytest.approx(expected_last, abs=TOLERANCE), batch_size
 
 
 # -- parity with FlagEmbedding ---------------------------------------------------------------------

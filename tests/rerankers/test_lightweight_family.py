@@ -3,11 +3,14 @@
 The parity references are computed in the FlagEmbedding reference env (transformers 4.46) by
 `LightWeightFlagLLMReranker(checkpoint, use_fp16=False, devices=['cpu'])` on a tiny checkpoint saved
 by FlagEmbedding's own `CostWiseGemmaForCausalLM` (those tests are `slow`). The fast tests use the
-same tiny checkpoint saved by our class (`make_local_lightweight_reranker`).
+same tiny checkpoint saved by our class (`make_local_lightweight_reranker`). Loading by hub id
+through an offline Hugging Face cache is tested with the other decoder families in
+test_hub_loading.py.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -30,7 +33,6 @@ from tests.support.tiny_lightweight import (
     make_local_lightweight_reranker,
     make_tiny_lightweight_reranker,
 )
-from tests.support.tiny_models import install_in_hf_cache
 
 TOLERANCE = 1e-4
 LAST = TINY_CONFIG["num_hidden_layers"]  # 4: heads for layers 1..4
@@ -219,6 +221,28 @@ def test_compression_options(local, query_passages):
         )
 
 
+def test_order_is_preserved_for_every_batch_size(local, parity_pairs):
+    # max_length 64 keeps the runs cheap; the long pairs are still cut (and sorted first).
+    # Compression pools the passage by each row's own query and prompt lengths, so it runs too;
+    # one layer (score_pairs) and two from one pass (score_pairs_layers, head i for the i-th),
+    # each against every pair scored alone.
+    options = {"max_length": 64, "compress_ratio": 2, "compress_layers": [1, 2]}
+    expected = [local.score_pairs([pair], cutoff_layers=3, **options)[0] for pair in parity_pairs]
+    expected_layers = [
+        local.score_pairs_layers([pair], [2, LAST], **options) for pair in parity_pairs
+    ]
+    expected_2 = [scores[2][0] for scores in expected_layers]
+    expected_last = [scores[LAST][0] for scores in expected_layers]
+    for column in (expected, expected_2, expected_last):  # a swap of two pairs would show
+        assert min(abs(a - b) for a, b in itertools.combinations(column, 2)) > 1e-3
+    for batch_size in range(1, len(parity_pairs) + 1):
+        scores = local.score_pairs(parity_pairs, batch_size=batch_size, cutoff_layers=3, **options)
+        assert scores == pytest.approx(expected, abs=TOLERANCE), batch_size
+        layers = local.score_pairs_layers(parity_pairs, [2, LAST], batch_size=batch_size, **options)
+        assert layers[2] == pytest.approx(expected_2, abs=TOLERANCE), batch_size
+        assert layers[LAST] == pytest.approx(expected_last, abs=TOLERANCE), batch_size
+
+
 def test_batches_and_padding_do_not_change_scores(local, parity_pairs):
     options = {"cutoff_layers": 3, "compress_ratio": 2, "compress_layers": [1, 2]}
     batched = local.score_pairs(parity_pairs, batch_size=32, **options)
@@ -267,14 +291,6 @@ def test_attention_softcapping_is_an_option(local_dir, local, query_passages):
     for options in ({"attn_implementation": "sdpa"}, {"attn_implementation": "flash_attention_2"}):
         with pytest.raises(ConfigurationError):
             load_reranker(local_dir, device="cpu", attn_logit_softcapping=True, **options)
-
-
-def test_loads_by_hub_id_offline(local_dir, local, query_passages, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    install_in_hf_cache(local_dir, tmp_path / "home", "BAAI/lightweight-tiny")
-    reranker = load_reranker("BAAI/lightweight-tiny", cache_dir=tmp_path / "home" / "hub")
-    query, passages = query_passages
-    assert reranker.score(query, passages) == pytest.approx(local.score(query, passages), abs=1e-6)
 
 
 def test_broken_checkpoints_are_model_load_errors(local_dir, tmp_path):

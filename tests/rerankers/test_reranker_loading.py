@@ -10,6 +10,10 @@ import pytest
 
 from search_service.errors import ConfigurationError, ModelLoadError
 from search_service.rerankers import detect_family, known_families, load_reranker
+from search_service.rerankers.checkpoint import resolve_checkpoint
+from search_service.rerankers.registry import CAUSAL_LM_MODEL_TYPES
+from tests.support import tiny_layerwise, tiny_lightweight
+from tests.support.tiny_llm import make_tiny_llm_reranker
 from tests.support.tiny_models import install_in_hf_cache, make_tiny_encoder_reranker
 
 BGE_V2_M3_CONFIG = {
@@ -28,26 +32,6 @@ def _with_config(source: Path, target: Path, **changes) -> Path:
     config.update(changes)
     (target / "config.json").write_text(json.dumps(config))
     return target
-
-
-@pytest.fixture
-def offline_hf_home(tmp_path, monkeypatch) -> Path:
-    """A temporary HF_HOME in offline mode.
-
-    huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, when it is imported, into
-    `huggingface_hub.constants` (transformers reads them from there at call time), so setting the
-    variables is not enough in this process: the constants are patched too. The variables are set
-    for any subprocess.
-    """
-    from huggingface_hub import constants
-
-    hf_home = tmp_path / "hf-home"
-    monkeypatch.setenv("HF_HOME", str(hf_home))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HOME", str(hf_home))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    return hf_home
 
 
 def test_detects_encoder_from_config():
@@ -160,3 +144,96 @@ def test_tiny_checkpoint_is_deterministic(tiny_reranker_dir, tmp_path):
     again = make_tiny_encoder_reranker(tmp_path / "again")
     for name in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]:
         assert (again / name).read_bytes() == (tiny_reranker_dir / name).read_bytes(), name
+
+
+# -- the llm family by architectures, model_type or auto_map -----------------------------------
+
+
+def _detect_from_file(directory: Path, config: dict) -> str:
+    """Write `config` as the checkpoint's config.json, then detect as `load_reranker` does."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    checkpoint = resolve_checkpoint(directory)
+    return detect_family(checkpoint.config, checkpoint.name_or_path)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"architectures": ["GemmaForCausalLM"], "model_type": "gemma"},
+        *({"model_type": model_type} for model_type in ["gemma", "gemma2", "llama", "qwen2"]),
+        {"model_type": "mistral", "architectures": ["MistralModel"]},  # a bare model, no head
+        {  # remote code: an unknown model type with an AutoModelForCausalLM class
+            "model_type": "my_llm",
+            "architectures": ["MyLLMForConditionalScoring"],
+            "auto_map": {
+                "AutoConfig": "configuration_my_llm.MyLLMConfig",
+                "AutoModelForCausalLM": "modeling_my_llm.MyLLMForConditionalScoring",
+            },
+        },
+        {"auto_map": {"AutoModelForCausalLM": "someone/my-llm--modeling_my_llm.MyLLM"}},
+    ],
+    ids=lambda config: "+".join(sorted(config)) + f"-{config.get('model_type')}",
+)
+def test_llm_family_from_config_json(tmp_path, config):
+    assert _detect_from_file(tmp_path / "checkpoint", config) == "llm"
+
+
+@pytest.mark.parametrize(
+    ("config", "family"),
+    [
+        # The specific causal LMs keep their families, whatever their model_type says.
+        ({"model_type": "gemma2", "auto_map": tiny_lightweight.AUTO_MAP}, "lightweight"),
+        ({"model_type": "llama", "architectures": ["CostWiseGemmaForCausalLM"]}, "lightweight"),
+        ({"model_type": "minicpm", "auto_map": tiny_layerwise.AUTO_MAP}, "layerwise"),
+        ({"model_type": "llama", "architectures": ["LayerWiseMiniCPMForCausalLM"]}, "layerwise"),
+        # A causal-LM model type with a one-label classification head is a cross-encoder.
+        (
+            {
+                "model_type": "gemma",
+                "architectures": ["GemmaForSequenceClassification"],
+                "num_labels": 1,
+            },
+            "encoder",
+        ),
+    ],
+)
+def test_specific_families_come_before_the_llm_model_type(tmp_path, config, family):
+    assert _detect_from_file(tmp_path / "checkpoint", config) == family
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # Another head on a causal-LM model type: not an llm reranker (two labels: no encoder).
+        {"model_type": "llama", "architectures": ["LlamaForSequenceClassification"]},
+        {"model_type": "minicpm"},  # plain MiniCPM is remote code, and not in the list
+        {"model_type": "bert"},
+        {"model_type": "xlm-roberta", "architectures": ["XLMRobertaModel"]},
+        {"auto_map": {"AutoModel": "modeling_my_llm.MyLLMModel"}},
+    ],
+)
+def test_other_model_types_are_not_the_llm_family(tmp_path, config):
+    with pytest.raises(ModelLoadError, match="cannot tell which reranker family"):
+        _detect_from_file(tmp_path / "checkpoint", config)
+
+
+def test_listed_model_types_are_causal_lms_transformers_loads():
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    assert CAUSAL_LM_MODEL_TYPES <= set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES)
+
+
+def test_llm_checkpoint_without_architectures_loads_by_model_type(tmp_path):
+    source = make_tiny_llm_reranker(tmp_path / "gemma-tiny")
+    config = json.loads((source / "config.json").read_text())
+    del config["architectures"]
+    target = tmp_path / "no-architectures"
+    shutil.copytree(source, target)
+    (target / "config.json").write_text(json.dumps(config))
+
+    reranker = load_reranker(target, device="cpu")
+
+    assert reranker.family == "llm" and type(reranker.model).__name__ == "GemmaForCausalLM"
+    expected = load_reranker(source, device="cpu").score(*PROBE)
+    assert reranker.score(*PROBE) == pytest.approx(expected, abs=1e-6)

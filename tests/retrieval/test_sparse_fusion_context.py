@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from search_service.errors import InvalidRequestError
 from search_service.retrieval.analyzer import analyze
-from search_service.retrieval.context import pack_context
+from search_service.retrieval.context import ContextTokenizers, pack_context
 from search_service.retrieval.fusion import Fusion, fuse
 from search_service.retrieval.rerank_cache import RerankCache, score_with_cache
 from search_service.retrieval.sparse import BM25Scorer, LexicalScorer
@@ -96,3 +97,25 @@ def test_pack_context_merges_overlaps_and_neighbours_within_the_budget():
     assert pack_context([a, gap], 50, words, prefix)["text"] == "[1] alpha beta gamma delta\n\nepsilon"
     truncated = pack_context([c], 4, words, prefix)
     assert truncated["text"] == "[1] one two three" and truncated["citations"][0]["truncated"] is True
+
+
+def test_context_tokenizers_allow_only_the_configured_models(minilm_embedder):
+    from types import SimpleNamespace
+
+    reranker = SimpleNamespace(name="/models/reranker", tokenizer=minilm_embedder.tokenizer)
+    tokenizers = ContextTokenizers.for_models(minilm_embedder, {"fast": reranker}, ["org/extra"])
+    assert tokenizers.check(None) == minilm_embedder.model_id
+    for name in ("fast", "/models/reranker", "org/extra", minilm_embedder.model_id):
+        assert tokenizers.check(name) == name
+    for name in ("bert-base-uncased", "/models", "/models/reranker/", "Fast"):
+        with pytest.raises(InvalidRequestError) as refused:
+            tokenizers.check(name)
+        assert refused.value.code == "context_tokenizer_not_allowed"
+    tokenizers.allow(["late/one", " "])
+    assert tokenizers.is_allowed("late/one") and not tokenizers.is_allowed(" ")
+    # a reranker's tokenizer is its own object, copied, under either name: nothing loaded by name
+    name, count, _ = tokenizers.counter("/models/reranker")
+    tokens = minilm_embedder.tokenizer("pandas eat bamboo", add_special_tokens=False)["input_ids"]
+    expected = len(tokens)
+    assert name == "/models/reranker" and count("pandas eat bamboo") == expected
+    assert tokenizers.get("fast")[1] is not reranker.tokenizer

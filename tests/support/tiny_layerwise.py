@@ -12,6 +12,12 @@ normalizer), trained here on a small English and Chinese corpus. transformers 5 
 Metaspace with `prepend_scheme="first"` when `legacy` is false, no normalizer), while 4.46 loads
 tokenizer.json as it is; the file is written in exactly that pipeline, and `legacy: false` is set,
 so both versions tokenize identically (checked by the tests).
+
+`make_local_layerwise_reranker(path)` writes the same kind of checkpoint from our own model class
+(`search_service.rerankers.minicpm_layerwise`) with transformers 5, for the fast tests that need a
+model but not FlagEmbedding's: same tokenizer, config values, parameter names and weight-drawing
+scheme, and a config.json in the published (transformers 4) layout. The slow
+`test_weights_load_unchanged` checks that FlagEmbedding's class saves exactly these names.
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ CORPUS_EXTRA = [
     "Does the passage answer the question? Answer Yes or No.",
 ]
 
+AUTO_MAP = {
+    "AutoConfig": "configuration_minicpm_reranker.LayerWiseMiniCPMConfig",
+    "AutoModel": "modeling_minicpm_reranker.LayerWiseMiniCPMModel",
+    "AutoModelForCausalLM": "modeling_minicpm_reranker.LayerWiseMiniCPMForCausalLM",
+}
 TINY_CONFIG = {
     "hidden_size": 32,
     "intermediate_size": 64,
@@ -157,4 +168,48 @@ def make_tiny_layerwise_reranker(
         "config": config,
     }
     run_reference_script("make_layerwise.py", payload)
+    return path
+
+
+def make_local_layerwise_reranker(
+    path: Path | str, *, seed: int = 0, initializer_range: float = 0.3
+) -> Path:
+    """The tiny checkpoint saved by our model class (no reference env needed)."""
+    import torch
+
+    from search_service.rerankers.minicpm_layerwise import (
+        LayerwiseMiniCPMConfig,
+        LayerwiseMiniCPMForScoring,
+    )
+
+    path = Path(path)
+    tokenizer = write_tokenizer(path)
+    values = {
+        **TINY_CONFIG,
+        "vocab_size": tokenizer.get_vocab_size(),
+        "initializer_range": initializer_range,
+    }
+    model = LayerwiseMiniCPMForScoring(LayerwiseMiniCPMConfig.from_checkpoint(values))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # as tests/reference/make_layerwise.py draws them
+        for name, param in sorted(model.named_parameters()):
+            noise = torch.randn(param.shape, generator=generator)
+            if name.endswith("norm.weight"):
+                param.copy_(1.0 + 0.3 * noise)
+            elif name.startswith("lm_head."):
+                param.copy_(1.0 * noise)
+            else:
+                param.copy_(initializer_range * noise)
+    model.save_pretrained(str(path))
+    saved = json.loads((path / "config.json").read_text())
+    # The published layout: transformers 4's rope_theta, FlagEmbedding's class and remote code.
+    rope = saved.pop("rope_parameters", None) or {}
+    saved.update(
+        architectures=["LayerWiseMiniCPMForCausalLM"],
+        auto_map=AUTO_MAP,
+        model_type="minicpm",
+        rope_theta=rope.get("rope_theta", TINY_CONFIG["rope_theta"]),
+        rope_scaling=None,
+    )
+    (path / "config.json").write_text(json.dumps(saved, indent=2))
     return path
