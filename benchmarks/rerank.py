@@ -148,6 +148,9 @@ OURS = {
     "torch-fp16": ("torch", "float16"),
     "onnx": ("onnx", "float32"),
     "onnx-int8": ("onnx-int8", "float32"),
+    # The same torch paths with padded batches instead of packed ones (rerankers/packed.py).
+    "torch-fp32-padded": ("torch", "float32"),
+    "torch-bf16-padded": ("torch", "bfloat16"),
 }
 SHORT_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
@@ -316,9 +319,13 @@ def main_parent(args) -> int:
         for variant in (variants if engine == "ours" else [None])
     ]
     results = {}
+    probe = not args.device.startswith("cuda") and not args.no_gemm_probe
     with tempfile.TemporaryDirectory() as folder:
         job_file = Path(folder) / "job.json"
         job_file.write_text(json.dumps(payload), encoding="utf-8")
+        if probe:
+            print("measuring the fp32 GEMM rate (before the engines)...", file=sys.stderr)
+            gemm_before = run_worker("gemm", job_file, sys.executable)
         for engine, variant in runs:
             python = sys.executable
             if engine == "flag":
@@ -336,9 +343,11 @@ def main_parent(args) -> int:
             print(f"running {label}...", file=sys.stderr)
             results[label] = dict(run_worker(engine, job_file, python, variant), variant=variant)
         gemm = None
-        if not args.device.startswith("cuda") and not args.no_gemm_probe:
-            print("measuring the fp32 GEMM peak...", file=sys.stderr)
-            gemm = run_worker("gemm", job_file, sys.executable)
+        if probe:
+            from rerank_cost import combine_probes
+
+            print("measuring the fp32 GEMM rate (after the engines)...", file=sys.stderr)
+            gemm = combine_probes(gemm_before, run_worker("gemm", job_file, sys.executable))
     config, lengths = pair_lengths(checkpoint, jobs, args.max_length)
     print_table(args, checkpoint, jobs, mean_tokens, results, config, lengths, gemm)
     if args.json:
@@ -377,12 +386,16 @@ def print_table(args, checkpoint, jobs, mean_tokens, results, config, lengths, g
         start += len(job["passages"])
     print(
         f"padding: {100 * padding_share(per_query, args.batch_size):.0f} % of the tokens in "
-        f"batches of {args.batch_size} (longest first), not counted in GFLOP/s"
+        f"batches of {args.batch_size} (longest first, the peers' batches), not counted in GFLOP/s;"
+        " ours on a CPU packs each batch into one unpadded row (torch) or cuts batches by padded "
+        "tokens (onnx)"
     )
     if gemm:
+        medians = " / ".join(f"{value:.1f}" for value in gemm["medians"])
         print(
-            f"fp32 GEMM peak: {gemm['gflops']:.1f} GFLOP/s ({gemm['size']}^2 matmul, "
-            f"{gemm['threads']} threads)"
+            f"fp32 GEMM rate: {gemm['gflops']:.1f} GFLOP/s sustained (median of {gemm['size']}^2 "
+            f"matmuls, {gemm['threads']} threads; before / after the engines: {medians}), best "
+            f"single matmul {gemm['best']:.1f}; '% of fp32 GEMM' is of the sustained rate"
         )
     header = (
         f"| engine | pairs/s | p50 ms/query | p95 ms/query | load s | peak RSS MiB "
@@ -451,6 +464,8 @@ def load_engine(engine: str, job: dict, variant: str | None = None):
             runtime=runtime,
             onnx_cache_dir=job.get("onnx_cache_dir"),
         )
+        if variant and variant.endswith("-padded"):
+            reranker.packed = False
         import search_service
 
         version = getattr(search_service, "__version__", None) or _version("search-service")

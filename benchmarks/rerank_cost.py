@@ -11,8 +11,9 @@ that is 2 * params_nonembedding * n + 4 * L * h * n^2 (embedding lookups, layer 
 and biases are left out: they are not matmuls and are a small fraction). n is the pair's length as
 fed (truncated to max_length); padding is not counted, so "achieved GFLOP/s" is useful work.
 
-The GEMM probe times square float32 matmuls (torch, the same thread count as the engines) and
-reports the best rate: the practical peak an fp32 forward pass can be compared against.
+The GEMM probe times square float32 matmuls (torch, the same thread count as the engines), before
+and after the engines run, and reports the median rate (what a sustained dense workload gets,
+the yardstick) and the best single matmul (a burst, shown for reference).
 
 Standard library at module level: the reference environment imports rerank.py, which imports this.
 """
@@ -47,8 +48,12 @@ def padding_share(lengths_per_query: list[list[int]], batch_size: int) -> float:
     return 1 - useful / padded if padded else 0.0
 
 
-def gemm_probe(size: int = 2048, seconds: float = 2.0) -> dict:
-    """Best fp32 GFLOP/s of `size` x `size` matmuls over about `seconds` (after a warm-up)."""
+def gemm_probe(size: int = 2048, seconds: float = 3.0) -> dict:
+    """fp32 GFLOP/s of back-to-back `size` x `size` matmuls over about `seconds` (after a warm-up):
+    the median (the sustained rate a long dense workload gets on this machine) and the best
+    single one (a burst: on a shared VM it can be 20-30 % above the median)."""
+    import statistics
+
     import torch
 
     a = torch.randn(size, size)
@@ -56,13 +61,32 @@ def gemm_probe(size: int = 2048, seconds: float = 2.0) -> dict:
     out = torch.empty(size, size)
     for _ in range(3):
         torch.matmul(a, b, out=out)
-    best = 0.0
+    rates = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
         torch.matmul(a, b, out=out)
-        best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
-    return {"size": size, "gflops": best, "threads": torch.get_num_threads()}
+        rates.append(2 * size**3 / (time.perf_counter() - start) / 1e9)
+    median = statistics.median(rates)
+    return {
+        "size": size,
+        "gflops": median,
+        "median": median,
+        "best": max(rates),
+        "runs": len(rates),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def combine_probes(before: dict, after: dict) -> dict:
+    """The probes run before and after the engines; the faster one is the yardstick (the
+    conservative choice: a higher rate makes the engines' share smaller)."""
+    best = max((before, after), key=lambda probe: probe["median"])
+    return {
+        **best,
+        "best": max(before["best"], after["best"]),
+        "medians": [before["median"], after["median"]],
+    }
 
 
 def goals(rows: dict, gemm: dict | None) -> list[str]:
@@ -98,8 +122,10 @@ def goals(rows: dict, gemm: dict | None) -> list[str]:
         )
     if fp32 and gemm:
         lines.append(
-            f"ours {fp32['variant']}: {fp32['gflops']:.1f} GFLOP/s of a measured fp32 GEMM peak "
-            f"{gemm['gflops']:.1f} ({gemm['size']}^2, {gemm['threads']} threads) = "
-            f"{100 * fp32['gflops'] / gemm['gflops']:.0f} % (goal >= 80 %)"
+            f"ours {fp32['variant']}: {fp32['gflops']:.1f} GFLOP/s = "
+            f"{100 * fp32['gflops'] / gemm['gflops']:.0f} % of the measured sustained fp32 GEMM "
+            f"rate {gemm['gflops']:.1f} ({gemm['size']}^2, {gemm['threads']} threads; goal >= 80 %)"
+            f", {100 * fp32['gflops'] / gemm['best']:.0f} % of its best single matmul "
+            f"{gemm['best']:.1f}"
         )
     return lines

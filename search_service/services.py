@@ -163,6 +163,10 @@ def load_rerankers(settings: Settings) -> RerankerSet:
             loaded[key] = load_reranker_spec(spec, settings.device)
             if settings.batch_token_budget:  # batches within one call follow it too
                 loaded[key].token_budget = settings.batch_token_budget
+            if hasattr(loaded[key], "token_cache"):
+                from search_service.rerankers.token_cache import TokenCache
+
+                loaded[key].token_cache = TokenCache(settings.rerank_token_cache)
         rerankers[spec.name] = loaded[key]
     if len(rerankers) > 1:
         log.info("rerankers loaded: %s (default %s)", ", ".join(rerankers), default)

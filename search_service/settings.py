@@ -86,6 +86,7 @@ class Settings:
     worker_poll_seconds: float = 1.0
     search_mode: str = "dense"  # dense | sparse | hybrid, when a request names none
     rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
+    rerank_token_cache: int = 2_000_000  # passage token ids kept per encoder reranker; 0: off
     # Tokenizers /v1/search's `context_tokenizer` may name besides the embedder's and the loaded
     # rerankers' (hub ids or local directories); any other name is refused, never loaded.
     context_tokenizers: tuple[str, ...] = ()
@@ -310,6 +311,7 @@ ENVIRONMENT = {
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
     "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_RERANK_TOKEN_CACHE": ("rerank_token_cache", lambda n, raw: _parse_int(n, raw, 0)),
     "RAG_CONTEXT_TOKENIZERS": ("context_tokenizers", lambda _n, raw: _parse_list(raw)),
     "RAG_BATCHING": ("batching", lambda n, raw: _parse_switch(n, raw)),
     "RAG_BATCH_MAX_DELAY_MS": ("batch_max_delay_ms", _float),

@@ -26,6 +26,7 @@ from search_service.rerankers import packed
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 from search_service.rerankers.pair_template import PairTemplate
+from search_service.rerankers.token_cache import TokenCache, text_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ PADDING_OFFSET_MODEL_TYPES = {
     "camembert",
     "data2vec-text",
 }
+
+
+# Cached passage ids are kept up to this many tokens when the model sets no position limit.
+CACHE_CAP = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,8 @@ class EncoderReranker(Reranker):
         self.query_max_length = query_max_length
         # Batches as one unpadded row (rerankers/packed.py); `load` turns it on where it fits.
         self.packed = False
+        # Passage ids by text (RAG_RERANK_TOKEN_CACHE); shared by the scheduler's shallow copy.
+        self.token_cache = TokenCache()
 
     @classmethod
     def load(
@@ -158,12 +165,12 @@ class EncoderReranker(Reranker):
             query: self._cut(encoding.ids, query_max_length)
             for query, encoding in zip(distinct, self._encode(distinct), strict=True)
         }
-        passages = self._encode([passage for _, passage in pairs])
+        passages = self._passage_ids([passage for _, passage in pairs], max_length)
         template = self._template
         features = []
-        for (query, _), encoding in zip(pairs, passages, strict=True):
+        for (query, _), ids in zip(pairs, passages, strict=True):
             query_ids = queries[query]
-            passage_ids = self._cut(encoding.ids, max_length)
+            passage_ids = self._cut(ids, max_length)
             excess = len(query_ids) + len(passage_ids) + template.special_tokens - max_length
             # As transformers 4.46 does: when the passage is too short to absorb the excess (only
             # possible if query_max_length > max_length - special tokens), the pair stays whole.
@@ -171,6 +178,24 @@ class EncoderReranker(Reranker):
                 passage_ids = self._cut(passage_ids, len(passage_ids) - excess)
             features.append(EncodedPair(*template.build(query_ids, passage_ids)))
         return features
+
+    def _passage_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
+        """Each passage's ids without special tokens, from the token cache where it has them."""
+        cap = self.max_supported_length or CACHE_CAP
+        if max_length > cap or not self.token_cache.max_tokens:
+            return [encoding.ids for encoding in self._encode(texts)]
+        keys = [text_key(text) for text in texts]
+        found = self.token_cache.get_many(keys)
+        missing = {
+            key: text for key, text, ids in zip(keys, texts, found, strict=True) if ids is None
+        }
+        if not missing:
+            return found
+        fresh = {}
+        for key, encoding in zip(missing, self._encode(list(missing.values())), strict=True):
+            fresh[key] = self._cut(encoding.ids, cap)
+            self.token_cache.put(key, fresh[key])
+        return [fresh[key] if ids is None else ids for key, ids in zip(keys, found, strict=True)]
 
     def _encode(self, texts: list[str]) -> list[Any]:
         # encode_batch_fast (tokenizers >= 0.21) skips the offsets, which pairs never use.
