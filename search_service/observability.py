@@ -236,8 +236,8 @@ def _finish(response):
 
 
 def _observe_search(metrics: Metrics, endpoint: str, response) -> None:
-    body = response.get_json(silent=True) or {}
     if endpoint == "search.search":
+        body = g.get("search_result") or {}
         metrics.observe_stages(body.get("timings_ms") or {})
         cache = body.get("cache") or {}
         scored = (cache.get("rerank_hits") or 0) + (cache.get("rerank_misses") or 0)

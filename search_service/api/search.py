@@ -1,4 +1,4 @@
-from flask import Blueprint
+from flask import Blueprint, g
 
 from search_service.api import parse_body, services
 from search_service.api.schemas import RerankRequest, SearchRequest
@@ -22,7 +22,7 @@ def _allow_configured_context_tokenizers(state) -> None:
 def search():
     body = parse_body(SearchRequest)
     svc = services()
-    return svc.search.search(
+    result = svc.search.search(
         body.collection,
         body.query,
         top_k=body.top_k or svc.settings.top_k,
@@ -33,6 +33,8 @@ def search():
         rerank_options=_search_rerank_options(body, svc),
         **body.search_options(),
     )
+    g.search_result = result  # the metrics hook reads its timings without decoding the response
+    return result
 
 
 def _search_rerank_options(body: SearchRequest, svc) -> dict | None:
