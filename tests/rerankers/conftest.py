@@ -87,3 +87,12 @@ def offline_hf_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def parity_pairs() -> list[tuple[str, str]]:
     return list(PARITY_PAIRS)
+
+
+def batch_shape(batch) -> tuple[int, int]:
+    """(pairs, longest pair) of a collated batch, padded or packed (rerankers/packed.py)."""
+    bounds = batch.get("cu_seq_lens_q")
+    if bounds is None:
+        return tuple(batch["input_ids"].shape)
+    lengths = (bounds[1:] - bounds[:-1]).tolist()
+    return len(lengths), max(lengths)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.rerankers.conftest import batch_shape
+
 PASSAGES = [f"passage {i}: " + "The giant panda eats bamboo. " * (i + 1) for i in range(10)]
 
 
@@ -14,7 +16,7 @@ def _patch_forward(monkeypatch, reranker, fail_on_calls: set[int], error: Except
     rows: list[int] = []
 
     def forward(batch):
-        rows.append(batch["input_ids"].shape[0])
+        rows.append(batch_shape(batch)[0])
         if len(rows) in fail_on_calls:
             raise error
         return original(batch)

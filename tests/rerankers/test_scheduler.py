@@ -18,6 +18,7 @@ import torch
 from search_service.errors import OverloadedError, ServiceError
 from search_service.rerankers import load_reranker
 from search_service.rerankers.scheduler import BatchScheduler
+from tests.rerankers.conftest import batch_shape
 
 PASSAGES = [
     "The giant panda is a bear species endemic to China.",
@@ -179,7 +180,7 @@ def test_token_budget_bounds_every_batch(tiny_reranker):
     original = tiny_reranker.forward
 
     def forward(batch):
-        shapes.append(tuple(batch["input_ids"].shape))
+        shapes.append(batch_shape(batch))
         return original(batch)
 
     tiny_reranker.forward = forward
@@ -333,7 +334,7 @@ def test_direct_batches_follow_the_token_budget(tiny_reranker):
     forward = reranker.forward
 
     def recording(batch):
-        shapes.append(tuple(batch["input_ids"].shape))
+        shapes.append(batch_shape(batch))
         return forward(batch)
 
     reranker.forward = recording
