@@ -9,53 +9,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from search_service.env_values import (
+    RERANKER_NAME,
+    float_value,
+    parse_auto_int,
+    parse_int,
+    parse_list,
+    parse_optional_model,
+    parse_rate,
+    parse_rerankers,
+    parse_size,
+    parse_switch,
+    text_value,
+)
 from search_service.errors import ConfigurationError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DISABLED = {"none", "off", "", "false", "0"}
 RERANKER_RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx*: encoder family, CPU (onnx_runtime.py)
 RERANKER_DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _parse_size(name: str, raw: str) -> int:
-    """Bytes, with an optional K/M/G suffix (binary multiples): '50M' -> 52428800."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[bB]?\s*", raw)
-    if not match:
-        raise ConfigurationError(f"{name} must be a size such as 52428800, 512K or 50M, got {raw!r}")
-    number, unit = match.groups()
-    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
-
-
-def _parse_optional_model(raw: str) -> str | None:
-    return None if raw.strip().lower() in DISABLED else raw.strip()
-
-
-RERANKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
-
-
-def _parse_rerankers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
-    """`name=path_or_id,name2=path_or_id` -> ((name, path_or_id), ...), in order."""
-    entries = []
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        key, sep, source = item.partition("=")
-        if not sep or not key.strip() or not source.strip():
-            raise ConfigurationError(
-                f"{name} must be name=path_or_id entries separated by commas, got {item.strip()!r}"
-            )
-        entries.append((key.strip(), source.strip()))
-    return tuple(entries)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,98 +215,54 @@ class Settings:
         return cls(**values)
 
 
-def _text(_name: str, raw: str) -> str:
-    return raw.strip()
-
-
-def _float(name: str, raw: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-
-
-def _parse_list(raw: str) -> tuple[str, ...]:
-    """Comma-separated values, stripped, empty ones dropped."""
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
-
-
-def _parse_switch(name: str, raw: str) -> str:
-    value = raw.strip().lower()
-    if value in ("on", "true", "1", "yes"):
-        return "on"
-    if value in ("off", "false", "0", "no"):
-        return "off"
-    raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
-
-
-def _parse_auto_int(name: str, raw: str, minimum: int) -> int | None:
-    """An integer, or `auto` (None: the code picks by device)."""
-    return None if raw.strip().lower() in ("auto", "") else _parse_int(name, raw, minimum)
-
-
-RATE_UNITS = {"second": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
-
-
-def _parse_rate(name: str, raw: str) -> tuple[int, float] | None:
-    """`120/minute`, `10/second`, `1000/hour` (or `/s`, `/m`, `/h`) -> (count, seconds); none: off."""
-    if raw.strip().lower() in DISABLED:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*([a-z]+)\s*", raw.lower())
-    if not match or match.group(2).rstrip("s") not in RATE_UNITS and match.group(2) not in RATE_UNITS or int(match.group(1)) < 1:
-        raise ConfigurationError(f"{name} must look like 120/minute, 10/second or 1000/hour, got {raw!r}")
-    unit = match.group(2)
-    return int(match.group(1)), RATE_UNITS.get(unit, RATE_UNITS.get(unit.rstrip("s"), 1.0))
-
-
 # Variable -> (Settings attribute, parser). The README's settings table documents each one.
 ENVIRONMENT = {
     "RAG_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
-    "RAG_DATABASE_URL": ("database_url", _text),
-    "RAG_EMBEDDER_MODEL": ("embedder_model", _text),
-    "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: _parse_optional_model(raw)),
-    "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: _parse_optional_model(raw)),
-    "RAG_RERANKERS": ("rerankers", _parse_rerankers),
+    "RAG_DATABASE_URL": ("database_url", text_value),
+    "RAG_EMBEDDER_MODEL": ("embedder_model", text_value),
+    "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: parse_optional_model(raw)),
+    "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: parse_optional_model(raw)),
+    "RAG_RERANKERS": ("rerankers", parse_rerankers),
     "RAG_RERANKER_RUNTIME": ("reranker_runtime", lambda _n, raw: raw.strip().lower()),
     "RAG_RERANKER_DTYPE": ("reranker_dtype", lambda _n, raw: raw.strip().lower()),
     "RAG_ONNX_CACHE_DIR": ("onnx_cache_dir", lambda _n, raw: Path(raw).expanduser()),
     "RAG_DEVICE": ("device", lambda _n, raw: raw.strip().lower()),
-    "RAG_CANDIDATES": ("candidates", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_TOP_K": ("top_k", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_CHUNK_TOKENS": ("chunk_tokens", lambda n, raw: _parse_int(n, raw, 8)),
-    "RAG_CHUNK_OVERLAP": ("chunk_overlap", lambda n, raw: _parse_int(n, raw, 0)),
-    "RAG_MAX_UPLOAD_BYTES": ("max_upload_bytes", _parse_size),
-    "RAG_EMBED_BATCH_SIZE": ("embed_batch_size", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_HOST": ("host", _text),
-    "RAG_PORT": ("port", lambda n, raw: _parse_int(n, raw, 0)),
-    "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", _float),
+    "RAG_CANDIDATES": ("candidates", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_TOP_K": ("top_k", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_CHUNK_TOKENS": ("chunk_tokens", lambda n, raw: parse_int(n, raw, 8)),
+    "RAG_CHUNK_OVERLAP": ("chunk_overlap", lambda n, raw: parse_int(n, raw, 0)),
+    "RAG_MAX_UPLOAD_BYTES": ("max_upload_bytes", parse_size),
+    "RAG_EMBED_BATCH_SIZE": ("embed_batch_size", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_HOST": ("host", text_value),
+    "RAG_PORT": ("port", lambda n, raw: parse_int(n, raw, 0)),
+    "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", float_value),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
-    "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
-    "RAG_RERANK_TOKEN_CACHE": ("rerank_token_cache", lambda n, raw: _parse_int(n, raw, 0)),
-    "RAG_CONTEXT_TOKENIZERS": ("context_tokenizers", lambda _n, raw: _parse_list(raw)),
-    "RAG_BATCHING": ("batching", lambda n, raw: _parse_switch(n, raw)),
-    "RAG_BATCH_MAX_DELAY_MS": ("batch_max_delay_ms", _float),
-    "RAG_BATCH_TOKEN_BUDGET": ("batch_token_budget", lambda n, raw: _parse_auto_int(n, raw, 1)),
-    "RAG_BATCH_MAX_SIZE": ("batch_max_size", lambda n, raw: _parse_auto_int(n, raw, 1)),
-    "RAG_RERANK_QUEUE_MAX": ("rerank_queue_max", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_QUERY_CACHE_SIZE": ("query_cache_size", lambda n, raw: _parse_int(n, raw, 0)),
+    "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: parse_int(n, raw, 0)),
+    "RAG_RERANK_TOKEN_CACHE": ("rerank_token_cache", lambda n, raw: parse_int(n, raw, 0)),
+    "RAG_CONTEXT_TOKENIZERS": ("context_tokenizers", lambda _n, raw: parse_list(raw)),
+    "RAG_BATCHING": ("batching", lambda n, raw: parse_switch(n, raw)),
+    "RAG_BATCH_MAX_DELAY_MS": ("batch_max_delay_ms", float_value),
+    "RAG_BATCH_TOKEN_BUDGET": ("batch_token_budget", lambda n, raw: parse_auto_int(n, raw, 1)),
+    "RAG_BATCH_MAX_SIZE": ("batch_max_size", lambda n, raw: parse_auto_int(n, raw, 1)),
+    "RAG_RERANK_QUEUE_MAX": ("rerank_queue_max", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_QUERY_CACHE_SIZE": ("query_cache_size", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_INDEX_TYPE": ("index_type", lambda _n, raw: raw.strip().lower()),
-    "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: _parse_int(n, raw, 0)),
-    "RAG_INDEX_NPROBE": ("index_nprobe", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_INDEX_EF_SEARCH": ("index_ef_search", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", _float),
-    "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", _float),
-    "RAG_PARSE_MEMORY_BYTES": ("parse_memory_bytes", _parse_size),
-    "RAG_AUTH": ("auth", lambda n, raw: _parse_switch(n, raw)),
-    "RAG_MAX_QUERY_CHARS": ("max_query_chars", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_MAX_RERANK_DOCUMENTS": ("max_rerank_documents", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_MAX_TOP_K": ("max_top_k", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_MAX_CANDIDATES": ("max_candidates", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_MAX_EMBEDDING_INPUTS": ("max_embedding_inputs", lambda n, raw: _parse_int(n, raw, 1)),
-    "RAG_RATE_LIMIT": ("rate_limit", lambda n, raw: _parse_rate(n, raw)),
-    "RAG_RATE_LIMIT_STORAGE": ("rate_limit_storage", _text),
+    "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: parse_int(n, raw, 0)),
+    "RAG_INDEX_NPROBE": ("index_nprobe", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_INDEX_EF_SEARCH": ("index_ef_search", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", float_value),
+    "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", float_value),
+    "RAG_PARSE_MEMORY_BYTES": ("parse_memory_bytes", parse_size),
+    "RAG_AUTH": ("auth", lambda n, raw: parse_switch(n, raw)),
+    "RAG_MAX_QUERY_CHARS": ("max_query_chars", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_MAX_RERANK_DOCUMENTS": ("max_rerank_documents", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_MAX_TOP_K": ("max_top_k", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_MAX_CANDIDATES": ("max_candidates", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_MAX_EMBEDDING_INPUTS": ("max_embedding_inputs", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_RATE_LIMIT": ("rate_limit", lambda n, raw: parse_rate(n, raw)),
+    "RAG_RATE_LIMIT_STORAGE": ("rate_limit_storage", text_value),
     "RAG_CORS_ORIGINS": ("cors_origins", lambda _n, raw: tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())),
     "RAG_LOG_FORMAT": ("log_format", lambda _n, raw: raw.strip().lower()),
-    "RAG_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", _float),
+    "RAG_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", float_value),
 }

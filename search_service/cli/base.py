@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from search_service.env_values import DISABLED
 from search_service.errors import ServiceError
-from search_service.settings import DISABLED, Settings
+from search_service.settings import Settings
 
 
 class Context:

@@ -1,0 +1,94 @@
+"""Parsers of `RAG_*` values, each naming the variable in its error (used by `settings.py`)."""
+
+from __future__ import annotations
+
+import re
+
+from search_service.errors import ConfigurationError
+
+DISABLED = {"none", "off", "", "false", "0"}
+
+
+def parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def parse_size(name: str, raw: str) -> int:
+    """Bytes, with an optional K/M/G suffix (binary multiples): '50M' -> 52428800."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[bB]?\s*", raw)
+    if not match:
+        raise ConfigurationError(f"{name} must be a size such as 52428800, 512K or 50M, got {raw!r}")
+    number, unit = match.groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def parse_optional_model(raw: str) -> str | None:
+    return None if raw.strip().lower() in DISABLED else raw.strip()
+
+
+RERANKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+
+
+def parse_rerankers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """`name=path_or_id,name2=path_or_id` -> ((name, path_or_id), ...), in order."""
+    entries = []
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, source = item.partition("=")
+        if not sep or not key.strip() or not source.strip():
+            raise ConfigurationError(
+                f"{name} must be name=path_or_id entries separated by commas, got {item.strip()!r}"
+            )
+        entries.append((key.strip(), source.strip()))
+    return tuple(entries)
+
+
+def text_value(_name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def float_value(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+
+
+def parse_list(raw: str) -> tuple[str, ...]:
+    """Comma-separated values, stripped, empty ones dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def parse_switch(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return "on"
+    if value in ("off", "false", "0", "no"):
+        return "off"
+    raise ConfigurationError(f"{name} must be on or off, got {raw!r}")
+
+
+def parse_auto_int(name: str, raw: str, minimum: int) -> int | None:
+    """An integer, or `auto` (None: the code picks by device)."""
+    return None if raw.strip().lower() in ("auto", "") else parse_int(name, raw, minimum)
+
+
+RATE_UNITS = {"second": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
+
+
+def parse_rate(name: str, raw: str) -> tuple[int, float] | None:
+    """`120/minute`, `10/second`, `1000/hour` (or `/s`, `/m`, `/h`) -> (count, seconds); none: off."""
+    if raw.strip().lower() in DISABLED:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*([a-z]+)\s*", raw.lower())
+    if not match or match.group(2).rstrip("s") not in RATE_UNITS and match.group(2) not in RATE_UNITS or int(match.group(1)) < 1:
+        raise ConfigurationError(f"{name} must look like 120/minute, 10/second or 1000/hour, got {raw!r}")
+    unit = match.group(2)
+    return int(match.group(1)), RATE_UNITS.get(unit, RATE_UNITS.get(unit.rstrip("s"), 1.0))
