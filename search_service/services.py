@@ -242,6 +242,7 @@ def build_services(
             sparse=SparseIndexManager(sparse_head),
             rerank_cache=RerankCache(settings.rerank_cache_size),
             default_mode=settings.search_mode,
+            context_tokenizers_allowed=settings.context_tokenizers,
         ),
         ingestion=IngestionPipeline(
             database,

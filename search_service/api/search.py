@@ -9,15 +9,6 @@ from search_service.retrieval.rerank import rerank_response
 bp = Blueprint("search", __name__, url_prefix="/v1")
 
 
-@bp.record_once
-def _allow_configured_context_tokenizers(state) -> None:
-    """RAG_CONTEXT_TOKENIZERS joins the tokenizers `context_tokenizer` may name (besides the
-    embedder's and the rerankers'), once per app."""
-    svc = state.app.extensions.get("search_service")
-    if svc is not None:
-        svc.search.context_tokenizers.allow(svc.settings.context_tokenizers)
-
-
 @bp.post("/search")
 def search():
     body = parse_body(SearchRequest)
