@@ -44,6 +44,14 @@ PADDING_OFFSET_MODEL_TYPES = {
 CACHE_CAP = 8192
 
 
+def passage_fit(query_tokens: int, passage_tokens: int, special_tokens: int, max_length: int) -> int:
+    """The passage tokens a pair keeps (`truncation='only_second'`). As transformers 4.46 does:
+    when the passage is too short to absorb the excess (only possible if query_max_length >
+    max_length - special tokens), the pair stays whole."""
+    excess = query_tokens + passage_tokens + special_tokens - max_length
+    return passage_tokens - excess if 0 < excess < passage_tokens else passage_tokens
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedPair:
     input_ids: list[int]
@@ -171,12 +179,8 @@ class EncoderReranker(Reranker):
         for (query, _), ids in zip(pairs, passages, strict=True):
             query_ids = queries[query]
             passage_ids = self._cut(ids, max_length)
-            excess = len(query_ids) + len(passage_ids) + template.special_tokens - max_length
-            # As transformers 4.46 does: when the passage is too short to absorb the excess (only
-            # possible if query_max_length > max_length - special tokens), the pair stays whole.
-            if 0 < excess < len(passage_ids):
-                passage_ids = self._cut(passage_ids, len(passage_ids) - excess)
-            features.append(EncodedPair(*template.build(query_ids, passage_ids)))
+            keep = passage_fit(len(query_ids), len(passage_ids), template.special_tokens, max_length)
+            features.append(EncodedPair(*template.build(query_ids, self._cut(passage_ids, keep))))
         return features
 
     def _passage_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
@@ -225,9 +229,10 @@ class EncoderReranker(Reranker):
         for (query, _), passage in zip(pairs, passages, strict=True):
             query_encoding = queries[query]
             self._truncate(passage, max_length)
-            excess = len(query_encoding) + len(passage) + self._pair_special_tokens - max_length
-            if 0 < excess < len(passage):
-                self._truncate(passage, len(passage) - excess)
+            self._truncate(
+                passage,
+                passage_fit(len(query_encoding), len(passage), self._pair_special_tokens, max_length),
+            )
             pair = self._backend.post_process(query_encoding, passage, add_special_tokens=True)
             features.append(EncodedPair(pair.ids, pair.type_ids))
         return features

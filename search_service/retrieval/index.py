@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from search_service.errors import DimensionMismatchError
 from search_service.retrieval.ann import (
     DEFAULT_EF_SEARCH,
     DEFAULT_NPROBE,
@@ -105,7 +106,15 @@ class IndexManager:
             return index
 
     def search(self, session: Session, collection: Collection, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
-        """Catch up, then search, under one lock: a search never runs while the index changes."""
+        """Catch up, then search, under one lock: a search never runs while the index changes.
+        A vector of another dimension than the collection's (another embedder) is refused first."""
+        if len(vector) != collection.dimension:
+            raise DimensionMismatchError(
+                f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors "
+                f"from {collection.embedder_model}; the configured embedder gives {len(vector)}-"
+                f"dimensional ones: serve it with RAG_EMBEDDER_MODEL={collection.embedder_model}, "
+                "or re-ingest it into a new collection"
+            )
         with self._lock:
             return self.get(session, collection).search(vector, k, allowed_ids)
 

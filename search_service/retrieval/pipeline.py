@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search_service.errors import DimensionMismatchError, InvalidRequestError, NotFoundError
+from search_service.errors import InvalidRequestError, NotFoundError
 from search_service.rerankers.base import sigmoid
 from search_service.retrieval.context import ContextTokenizers, pack_context
 from search_service.retrieval.fusion import Fusion, fuse
@@ -76,17 +76,6 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise InvalidRequestError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", code="invalid_mode")
     return mode
-
-
-def check_dimension(collection, vector) -> None:
-    """A collection built with another embedder cannot be searched with this one's vectors."""
-    if len(vector) != collection.dimension:
-        raise DimensionMismatchError(
-            f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors from "
-            f"{collection.embedder_model}; the configured embedder gives {len(vector)}-dimensional "
-            f"ones: serve it with RAG_EMBEDDER_MODEL={collection.embedder_model}, or re-ingest it "
-            "into a new collection"
-        )
 
 
 def _fusion(fusion) -> Fusion:
@@ -163,7 +152,6 @@ class SearchPipeline:
             if mode != "sparse":
                 with timer.stage("embed"):
                     vector = self.embedder.embed([query], kind="query")[0]
-                check_dimension(collection, vector)
                 with timer.stage("search"):
                     dense_hits = self.indexes.search(session, collection, vector, candidates, allowed)
             if mode != "dense":
