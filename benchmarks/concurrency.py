@@ -272,12 +272,17 @@ def print_report(args, checkpoint: str, mean_tokens: float, runs: dict) -> None:
             print(f"max |score on - score off| over {len(shared)} shared requests: {diff:.2e}")
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The models and device `Server` runs with (also benchmarks/latency.py's)."""
     parser.add_argument("--size", choices=rerank_bench.SIZES, default="base")
     parser.add_argument("--checkpoint", help="a local directory or hub id instead of --size")
     parser.add_argument("--embedder", help="default: the bundled all-MiniLM-L6-v2")
     parser.add_argument("--device", default="cpu")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_server_arguments(parser)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--threads", type=int, help="server threads (default: --clients)")
     parser.add_argument("--seconds", type=float, default=60.0, help="timed run per mode")

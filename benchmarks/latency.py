@@ -41,18 +41,21 @@ import rerank as rerank_bench  # the checkpoints and pairs
 STAGES = ("embed", "search", "db", "rerank", "other", "total", "app", "transport", "wall")
 
 
-def forward_seconds(metrics: str) -> float:
-    match = re.search(r"^rag_rerank_forward_seconds_sum{[^}]*} (\S+)$", metrics, re.MULTILINE)
+def histogram_sum(metrics: str, name: str, labels: str = "[^}]*") -> float:
+    """The `_sum` of a Prometheus histogram series in a /metrics text (0 when absent)."""
+    pattern = rf"^{name}_sum{{{labels}}} (\S+)$"
+    match = re.search(pattern, metrics, re.MULTILINE)
     return float(match.group(1)) if match else 0.0
+
+
+def forward_seconds(metrics: str) -> float:
+    return histogram_sum(metrics, "rag_rerank_forward_seconds")
 
 
 def search_seconds(metrics: str) -> float:
     """Flask's time in /v1/search requests so far (request hooks to response, in the app)."""
-    pattern = (
-        r'^rag_http_request_duration_seconds_sum{endpoint="search.search",method="POST"} (\S+)$'
-    )
-    match = re.search(pattern, metrics, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    labels = 'endpoint="search.search",method="POST"'
+    return histogram_sum(metrics, "rag_http_request_duration_seconds", labels)
 
 
 def main(argv=None) -> int:
@@ -129,10 +132,7 @@ def main(argv=None) -> int:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", choices=rerank_bench.SIZES, default="base")
-    parser.add_argument("--checkpoint", help="a local directory or hub id instead of --size")
-    parser.add_argument("--embedder", help="default: the bundled all-MiniLM-L6-v2")
-    parser.add_argument("--device", default="cpu")
+    concurrency.add_server_arguments(parser)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--queries", type=int, default=40, help="queries (x passages = chunks)")
