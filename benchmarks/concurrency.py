@@ -227,13 +227,25 @@ def main(argv=None) -> int:
     runs = {}
     for mode in modes:
         print(f"batching {mode}: starting the server...", file=sys.stderr)
-        with Server(args, checkpoint, {"RAG_BATCHING": mode}, documents) as server:
+        with Server(args, checkpoint, mode_environment(mode), documents) as server:
             runs[mode] = run_clients(args, server.base, calls)
             runs[mode]["batches"] = batch_stats(server.metrics())
     print_report(args, checkpoint, mean_tokens, runs)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
     return 1 if any(run["errors"] for run in runs.values()) else 0
+
+
+def mode_environment(mode: str) -> dict[str, str]:
+    """`off`, `on`, or `on@TOKENSxROWS`: batching on with that token budget and batch size."""
+    switch, _, limits = mode.partition("@")
+    environment = {"RAG_BATCHING": switch}
+    if limits:
+        tokens, _, rows = limits.partition("x")
+        environment["RAG_BATCH_TOKEN_BUDGET"] = tokens
+        if rows:
+            environment["RAG_BATCH_MAX_SIZE"] = rows
+    return environment
 
 
 def ms(values: list[float], q: float) -> str:
@@ -267,8 +279,8 @@ def print_report(args, checkpoint: str, mean_tokens: float, runs: dict) -> None:
     for mode, run in runs.items():
         for error in run["errors"][:5]:
             print(f"error ({mode}): {error}")
-    if {"on", "off"} <= set(runs):
-        on, off = runs["on"], runs["off"]
+    for mode in [mode for mode in runs if mode.startswith("on")] if "off" in runs else []:
+        on, off = runs[mode], runs["off"]
         for path in sorted(set(on["latency"]) & set(off["latency"])):
             speed = (len(on["latency"][path]) / on["elapsed"]) / (
                 len(off["latency"][path]) / off["elapsed"]
@@ -276,13 +288,13 @@ def print_report(args, checkpoint: str, mean_tokens: float, runs: dict) -> None:
             p95 = rerank_bench.percentile(on["latency"][path], 95) / rerank_bench.percentile(
                 off["latency"][path], 95
             )
-            print(f"{path}: on/off throughput x{speed:.2f}, p95 on/off x{p95:.2f}")
+            print(f"{path}: {mode}/off throughput x{speed:.2f}, p95 {mode}/off x{p95:.2f}")
         shared = set(on["scores"]) & set(off["scores"])
         if shared:
             diff = max(
                 abs(a - b) for job in shared for a, b in zip(on["scores"][job], off["scores"][job])
             )
-            print(f"max |score on - score off| over {len(shared)} shared requests: {diff:.2e}")
+            print(f"max |score {mode} - score off| over {len(shared)} shared requests: {diff:.2e}")
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -305,7 +317,11 @@ def parse_args(argv=None):
         "--passage-tokens", type=int, default=128, help="passage lengths: 16..2x this"
     )
     parser.add_argument("--search", action="store_true", help="every other request a /v1/search")
-    parser.add_argument("--modes", default="off,on", help="RAG_BATCHING values, in order")
+    parser.add_argument(
+        "--modes",
+        default="off,on",
+        help="RAG_BATCHING values, in order; on@TOKENSxROWS sets its token budget and batch size",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the raw results here")
     return parser.parse_args(argv)

@@ -16,6 +16,7 @@
 # dir/app/*.whl (the project's dependencies missing there) are installed into a target folder on
 # PYTHONPATH, and dir/flag/*.whl (FlagEmbedding 1.4.2, transformers 4.46, ...) into a second one
 # that the FlagEmbedding worker alone sees. Without FlagEmbedding, step 2 runs ours and CrossEncoder.
+# Knobs: QUERIES, ROUNDS, FAMILIES, MODES (concurrency.py's --modes), SECONDS_PER_MODE, STEP<n>_S.
 # Writes $OUT/{families,rerank,concurrency}.{json,log}. Exit status: the number of failed steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,10 +72,13 @@ step() {  # step <name> <seconds> <command...>: output to $OUT/<name>.log
 }
 
 step families "${STEP1_S:-170}" "$PYTHON" benchmarks/families.py --device "$DEVICE" --size "$SIZE" \
-  --queries "${QUERIES:-20}" --budget-s "$(( ${STEP1_S:-170} - 40 ))" --json "$OUT/families.json"
+  --families "${FAMILIES:-encoder,llm,layerwise,lightweight}" --queries "${QUERIES:-20}" \
+  --budget-s "$(( ${STEP1_S:-170} - 40 ))" --json "$OUT/families.json"
 step rerank "${STEP2_S:-150}" "$PYTHON" benchmarks/rerank.py --size "${SIZE/real/large}" --device "$DEVICE" \
-  --dtype float16 --mixed-lengths --queries "${QUERIES:-20}" --engines "$ENGINES" \
+  --dtype float16 --mixed-lengths --queries "${QUERIES:-20}" --rounds "${ROUNDS:-1}" \
+  --engines "$ENGINES" \
   --json "$OUT/rerank.json"
 step concurrency "${STEP3_S:-150}" "$PYTHON" benchmarks/concurrency.py --size "${SIZE/real/large}" --device "$DEVICE" \
-  --clients 16 --seconds "${SECONDS_PER_MODE:-30}" --json "$OUT/concurrency.json"
+  --clients 16 --seconds "${SECONDS_PER_MODE:-30}" --modes "${MODES:-off,on}" \
+  --json "$OUT/concurrency.json"
 exit "$failed"

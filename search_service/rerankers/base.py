@@ -234,32 +234,47 @@ class Reranker:
         # Longest first (as FlagEmbedding does) so each batch pads little and an OOM shows up early.
         order = sorted(range(len(features)), key=lambda index: -len(features[index]))
         scores: list[float | None] = [None] * len(features)
+        # On a GPU the outputs stay there until every batch is queued: the next batch is launched
+        # while the GPU still runs this one, and the call waits for the device once, not per batch.
+        pending: list[tuple[list[int], Any]] = []
+        deferred = self.device.startswith("cuda")
         start = 0
         while start < len(order):
             rows = batch_rows(len(features[order[start]]), batch_size, self.token_budget)
             batch_indices = order[start : start + rows]
             try:
-                batch_scores = self._run_batch([features[index] for index in batch_indices])
+                output = self._forward_batch([features[index] for index in batch_indices])
             except torch.OutOfMemoryError:  # also what torch.cuda.OutOfMemoryError names
                 if len(batch_indices) == 1:
                     raise
-                batch_scores = None
-            if batch_scores is None:
+                output = None
+            if output is None:
                 # Outside the except block, so the failed batch's tensors are freed before retrying.
                 batch_size = max(1, len(batch_indices) // 2)
                 log.warning("%s: out of memory, retrying with batch size %d", self.name, batch_size)
                 self._release_cached_memory()
                 continue
-            for index, value in zip(batch_indices, batch_scores, strict=True):
-                scores[index] = value
+            pending.append((batch_indices, output))
+            if not deferred:
+                self._collect(pending, scores)
             start += len(batch_indices)
+        self._collect(pending, scores)
         return scores  # type: ignore[return-value]
 
-    def _run_batch(self, features: Sequence[Any]) -> list[float]:
+    def _forward_batch(self, features: Sequence[Any]) -> Any:
+        """The forward's output for one batch, left where it was computed (see `postprocess`)."""
         with torch.inference_mode():
             batch = self.collate(features)
             with self._forward_lock:
-                return self.postprocess(self.forward(batch))
+                return self.forward(batch)
+
+    def _collect(self, pending: list[tuple[list[int], Any]], scores: list[Any]) -> None:
+        """Postprocess the pending outputs into `scores` (waiting for the device), and clear them."""
+        with torch.inference_mode():
+            for batch_indices, output in pending:
+                for index, value in zip(batch_indices, self.postprocess(output), strict=True):
+                    scores[index] = value
+        pending.clear()
 
     def _release_cached_memory(self) -> None:
         if self.device.startswith("cuda"):
