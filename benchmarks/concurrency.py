@@ -5,12 +5,15 @@
     .venv/bin/python benchmarks/concurrency.py --size large --device cuda --clients 16 --seconds 60
     .venv/bin/python benchmarks/concurrency.py --size tiny --seconds 3          # a smoke run
 
-For each mode (`--modes off,on`: `RAG_BATCHING`), a fresh `search-service serve` process (waitress,
-`--threads` = clients) loads the reranker; `--clients` threads then send requests back to back for
-`--seconds` (after one warm-up request each): `POST /v1/rerank` with `--passages` passages of mixed
+For each mode (`--modes off,on`: `RAG_BATCHING`; `on@TOKENSxROWS` also sets the scheduler's token
+budget and batch size), a fresh `search-service serve` process (waitress, `--threads` = clients)
+loads the reranker; `--clients` threads then send requests back to back for `--seconds`, after
+one untimed request each (on a GPU after `--warmup-seconds`, default 15, of untimed load: first
+uses of each batch shape load kernels): `POST /v1/rerank` with `--passages` passages of mixed
 lengths (16..2x `--passage-tokens` tokens) for one of `--queries` queries, and with `--search` every
-other request is a `POST /v1/search` over a collection of those passages (MiniLM embedder,
-`candidates` = `--passages`, rerank cache off so every search reranks).
+other request is a `POST /v1/search` over a collection of those passages (MiniLM embedder, or a
+tiny generated one where its wheel is missing; `candidates` = `--passages`, rerank cache off so
+every search reranks).
 
 Reported per mode: requests/s, pairs/s, p50/p95/p99 latency per endpoint, errors (any non-200), and
 from the server's /metrics the mean rows and requests per forward batch; then the on/off ratios,
@@ -166,9 +169,14 @@ def run_clients(args, base: str, calls: list) -> dict:
     def client(number: int) -> None:
         session = requests.Session()
         turn = number
-        session.post(
-            base + calls[turn % len(calls)][0], json=calls[turn % len(calls)][1], timeout=600
-        )
+        warm_until = time.monotonic() + warmup_seconds(args)
+        while True:  # at least one request each, untimed
+            path, body, _job = calls[turn % len(calls)]
+            session.post(base + path, json=body, timeout=600)
+            if time.monotonic() >= warm_until:
+                break
+            turn += args.clients
+        turn = number
         start_line.wait()
         while time.monotonic() < deadline[0]:
             path, body, job = calls[turn % len(calls)]
@@ -200,6 +208,14 @@ def run_clients(args, base: str, calls: list) -> dict:
         thread.join()
     results["elapsed"] = time.perf_counter() - started
     return results
+
+
+def warmup_seconds(args) -> float:
+    """Untimed load before the timed window: by default 15 s on a GPU, where the first batches
+    of each shape load kernels and pick GEMM algorithms, which a long-running server pays once."""
+    if args.warmup_seconds is not None:
+        return args.warmup_seconds
+    return 15.0 if args.device.startswith("cuda") else 0.0
 
 
 def batch_stats(metrics: str) -> tuple[float | None, float | None]:
@@ -311,6 +327,11 @@ def parse_args(argv=None):
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--threads", type=int, help="server threads (default: --clients)")
     parser.add_argument("--seconds", type=float, default=60.0, help="timed run per mode")
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        help="untimed load per mode first (default: 15 on a GPU, one request per client on a CPU)",
+    )
     parser.add_argument("--queries", type=int, default=32, help="distinct requests cycled through")
     parser.add_argument("--passages", type=int, default=50, help="passages per request")
     parser.add_argument(

@@ -18,8 +18,8 @@ One checkpoint, one set of pairs (`--queries` queries x `--passages` passages of
   reference environment (transformers 4.46, `tests/reference/requirements.lock`);
 - `st`: sentence-transformers' `CrossEncoder.predict` on the same checkpoint (raw logits).
 
-Each engine scores the first query's first 4 pairs once to warm up, then each query's passages in one
-call, timed. Reported: pairs/s over all queries, p50/p95 latency per query, load time, peak RSS of
+Each engine scores the first query's first 4 pairs once to warm up (on a GPU also every query once,
+`--warmup-rounds`), then each query's passages in one call, timed. Reported: pairs/s over all queries, p50/p95 latency per query, load time, peak RSS of
 the process (and peak CUDA memory), achieved GFLOP/s (useful FLOPs, see `rerank_cost.py` for the
 formula) and its share of a float32 GEMM peak measured in the same run (on CPU), and the drift from
 FlagEmbedding (from the first row without it): the largest absolute score difference and Kendall's
@@ -265,6 +265,15 @@ def run_worker(
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def warmup_rounds(args) -> int:
+    """Untimed passes over every query before the timed ones: by default one on a GPU, where the
+    first use of each batch shape loads kernels and picks GEMM algorithms (it took the first
+    round on an H200 from 35 to 130 ms per query), none on a CPU."""
+    if args.warmup_rounds is not None:
+        return args.warmup_rounds
+    return 1 if args.device.startswith("cuda") else 0
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)  # nearest rank
     return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
@@ -311,6 +320,7 @@ def main_parent(args) -> int:
         "max_length": args.max_length,
         "threads": args.threads,
         "rounds": args.rounds,
+        "warmup_rounds": warmup_rounds(args),
         "onnx_cache_dir": str(CACHE / "onnx"),
     }
     runs = [
@@ -374,7 +384,8 @@ def print_table(args, checkpoint, jobs, mean_tokens, results, config, lengths, g
     )
     print(f"checkpoint: {describe_checkpoint(args, checkpoint)}")
     print(
-        f"pairs: {len(jobs)} queries x {args.passages} passages x {args.rounds} round(s) "
+        f"pairs: {len(jobs)} queries x {args.passages} passages x {args.rounds} timed round(s) "
+        f"after {warmup_rounds(args)} untimed "
         f"= {pairs} pairs, {lengths_text}, mean {mean_tokens:.0f} tokens/pair "
         f"({sum(lengths) / len(lengths):.0f} as fed), max_length {args.max_length}, "
         f"batch {args.batch_size}, {args.device}, peers in {args.dtype}"
@@ -553,6 +564,9 @@ def main_worker(engine: str, job_file: str, variant: str | None, prepare: bool) 
     load_s = time.perf_counter() - started
     first = job["jobs"][0]
     score(first["query"], first["passages"][:WARMUP_PAIRS])
+    for _ in range(job.get("warmup_rounds", 0)):
+        for query_job in job["jobs"]:
+            score(query_job["query"], query_job["passages"])
     scores, times = [], []
     for round_ in range(job.get("rounds", 1)):
         for query_job in job["jobs"]:
@@ -614,6 +628,11 @@ def parse_args(argv=None):
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=1, help="score every query this many times")
+    parser.add_argument(
+        "--warmup-rounds",
+        type=int,
+        help="untimed passes over every query first (default: 1 on a GPU, 0 on a CPU)",
+    )
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
