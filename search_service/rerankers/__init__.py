@@ -10,6 +10,7 @@ named with `family=`; see `registry.py` for the known families.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any
@@ -21,6 +22,8 @@ from search_service.errors import ConfigurationError
 from search_service.rerankers.base import Reranker, sigmoid
 from search_service.rerankers.checkpoint import Checkpoint, resolve_checkpoint
 from search_service.rerankers.registry import detect_family, family_class, known_families
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Checkpoint",
@@ -94,6 +97,17 @@ HALF_DTYPES = {torch.float16: "float16", torch.bfloat16: "bfloat16"}
 PROBE_PAIR = ("what is a panda?", "The giant panda is a bear species endemic to China.")
 
 
+def cpu_runs_natively(dtype: torch.dtype) -> bool:
+    """Whether this CPU has instructions for `dtype` (AVX512-BF16/AMX, AVX512-FP16) that oneDNN
+    uses; without them half-precision matmuls are converted to float32 and back, block by block."""
+    check = {
+        torch.bfloat16: "_is_mkldnn_bf16_supported",
+        torch.float16: "_is_mkldnn_fp16_supported",
+    }.get(dtype)
+    probe = getattr(torch.ops.mkldnn, check, None) if check else None
+    return True if probe is None else bool(probe())
+
+
 def check_half_precision(reranker: Reranker) -> None:
     """On CPU, a float16/bfloat16 model must score one short pair to a finite value.
 
@@ -112,6 +126,16 @@ def check_half_precision(reranker: Reranker) -> None:
         elsewhere = f", or run {name} on a GPU"
     else:
         if all(math.isfinite(score) for score in scores):
+            if not cpu_runs_natively(reranker.dtype):
+                log.warning(
+                    "reranker %r: this CPU (%s) has no %s instructions, so %s is emulated and "
+                    "slower than float32 (about 5x on a 2-core AVX2 VM, docs/benchmarks.md); "
+                    "RAG_RERANKER_DTYPE=float32 or RAG_RERANKER_RUNTIME=onnx-int8 is faster here",
+                    reranker.name,
+                    torch.backends.cpu.get_cpu_capability(),
+                    name,
+                    name,
+                )
             return
         problem = f"a short test pair scores {scores[0]} (its activations overflow {name})"
         elsewhere = ""

@@ -237,7 +237,7 @@ class Reranker:
         # On a GPU the outputs stay there until every batch is queued: the next batch is launched
         # while the GPU still runs this one, and the call waits for the device once, not per batch.
         pending: list[tuple[list[int], Any]] = []
-        deferred = self.device.startswith("cuda")
+        deferred = self._defers_results()
         start = 0
         while start < len(order):
             rows = batch_rows(len(features[order[start]]), batch_size, self.token_budget)
@@ -260,6 +260,9 @@ class Reranker:
             start += len(batch_indices)
         self._collect(pending, scores)
         return scores  # type: ignore[return-value]
+
+    def _defers_results(self) -> bool:
+        return self.device.startswith("cuda")
 
     def _forward_batch(self, features: Sequence[Any]) -> Any:
         """The forward's output for one batch, left where it was computed (see `postprocess`)."""

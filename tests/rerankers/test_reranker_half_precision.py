@@ -121,3 +121,22 @@ def test_float32_is_not_probed_and_runs_the_same_family(tiny_reranker_dir, share
     assert reranker.score_pairs(pairs) == pytest.approx(
         shared_reranker.score_pairs(pairs), abs=1e-6
     )
+
+
+ONEDNN_PROBES = {"float16": "_is_mkldnn_fp16_supported", "bfloat16": "_is_mkldnn_bf16_supported"}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_a_half_dtype_the_cpu_only_emulates_loads_with_a_warning(tiny_reranker_dir, caplog, dtype):
+    """The warning shows exactly when oneDNN reports no instructions for the dtype on this CPU
+    (this AVX2 machine: both), and it names the faster settings."""
+    native = bool(getattr(torch.ops.mkldnn, ONEDNN_PROBES[dtype])())
+
+    with caplog.at_level("WARNING", logger="search_service.rerankers"):
+        load_reranker(str(tiny_reranker_dir), device="cpu", dtype=dtype)
+
+    warned = [r.getMessage() for r in caplog.records if "instructions" in r.getMessage()]
+    assert bool(warned) == (not native)
+    if warned:
+        assert f"no {dtype} instructions" in warned[0]
+        assert "RAG_RERANKER_DTYPE=float32" in warned[0]

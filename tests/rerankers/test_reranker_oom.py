@@ -55,3 +55,34 @@ def test_other_errors_propagate_without_retry(monkeypatch, tiny_reranker):
     with pytest.raises(RuntimeError, match="device-side assert"):
         tiny_reranker.score("what is panda?", PASSAGES, batch_size=4)
     assert rows == [4, 4]
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_results_are_read_back_per_batch_or_once_per_call(monkeypatch, tiny_reranker, deferred):
+    """On a CPU each batch is postprocessed as it finishes; on a GPU (deferred) every batch is
+    queued first and read back at the end. Same scores either way, OOM back-off included."""
+    expected = tiny_reranker.score("what is panda?", PASSAGES, batch_size=4)
+    events: list[str] = []
+    forward, postprocess = tiny_reranker.forward, tiny_reranker.postprocess
+
+    def recording_forward(batch):
+        events.append("forward")
+        if events.count("forward") == 2:
+            raise torch.OutOfMemoryError("injected")
+        return forward(batch)
+
+    def recording_postprocess(logits):
+        events.append("read")
+        return postprocess(logits)
+
+    monkeypatch.setattr(tiny_reranker, "_defers_results", lambda: deferred)
+    monkeypatch.setattr(tiny_reranker, "forward", recording_forward)
+    monkeypatch.setattr(tiny_reranker, "postprocess", recording_postprocess)
+
+    scores = tiny_reranker.score("what is panda?", PASSAGES, batch_size=4)
+
+    assert scores == pytest.approx(expected, abs=1e-5)
+    if deferred:  # 4 rows, an OOM on the next 4, then 3 batches of 2; all read back at the end
+        assert events == ["forward"] * 5 + ["read"] * 4
+    else:
+        assert events == ["forward", "read", "forward"] + ["forward", "read"] * 3
