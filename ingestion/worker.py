@@ -65,6 +65,9 @@ class Worker:
         self.max_attempts = max_attempts
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.stopping = threading.Event()
+        # Set by a signal handler, which must not take the Event's lock (the interrupted code may
+        # hold it): `run` checks it between jobs and at least once per poll.
+        self.stop_requested = False
 
     def run_once(self) -> Job | None:
         """Claim and run one job; return it as it ended (None when nothing is claimable)."""
@@ -99,12 +102,17 @@ class Worker:
     def run(self, *, max_jobs: int | None = None) -> int:
         """Process jobs until stopped (or `max_jobs` done); sleeps while the queue is empty."""
         done = 0
-        while not self.stopping.is_set() and (max_jobs is None or done < max_jobs):
+        while not self._should_stop() and (max_jobs is None or done < max_jobs):
             if self.run_once() is None:
                 self.stopping.wait(self.poll_seconds)
             else:
                 done += 1
+        if self.stop_requested:
+            log.info("worker stopped on request after %d job(s)", done)
         return done
+
+    def _should_stop(self) -> bool:
+        return self.stop_requested or self.stopping.is_set()
 
     @contextmanager
     def _heartbeat(self, job_id: str):

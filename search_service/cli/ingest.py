@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -73,10 +74,27 @@ def worker(ctx: Context, once):
         while runner.run_once() is not None:
             pass
         return
+    stop_on_signals(runner)
     try:
         runner.run()
     except KeyboardInterrupt:
         runner.stopping.set()
+        click.echo("worker stopped at once (a second signal); a job it held is retried once its "
+                   "lease expires", err=True)
+        sys.exit(130)
+
+
+def stop_on_signals(runner) -> None:
+    """SIGTERM (`docker stop`) or SIGINT: finish the job in hand, then exit 0; a second signal
+    stops at once. Installed for SIGINT too where the parent ignored it (a background job)."""
+
+    def stop(_signum, _frame):
+        if runner.stop_requested:
+            raise KeyboardInterrupt
+        runner.stop_requested = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
 
 
 def make_worker(services, settings: Settings):
