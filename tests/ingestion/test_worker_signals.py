@@ -35,7 +35,16 @@ def worker_env(url: str, data_dir, embedder: str) -> dict:
     }
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+SIGTERM_ON_EVERY_DATABASE = [
+    pytest.param(signal.SIGTERM, "sqlite"),
+    pytest.param(signal.SIGTERM, "postgres", marks=pytest.mark.postgres),
+    pytest.param(signal.SIGINT, "sqlite"),  # the signal handling does not depend on the database
+]
+
+
+@pytest.mark.parametrize(
+    ("sig", "database_url"), SIGTERM_ON_EVERY_DATABASE, indirect=["database_url"]
+)
 def test_a_signal_finishes_the_running_job_then_exits_0(migrated_url, tmp_path, minilm_path, sig):
     settings = Settings(
         data_dir=tmp_path,
@@ -85,6 +94,7 @@ def run_and_signal(url: str, tmp_path, embedder: str, first_job: str, sig) -> tu
     return code, log_path.read_text()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_second_signal_stops_at_once(migrated_url, tmp_path, minilm_path):
     log_path = tmp_path / "worker.log"
     with open(log_path, "w") as log:
