@@ -15,6 +15,7 @@ import logging
 import math
 import threading
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -44,6 +45,14 @@ def default_token_budget(device: str, dtype: torch.dtype = torch.float32) -> int
 def batch_rows(longest: int, max_rows: int, token_budget: int) -> int:
     """Rows for a batch whose longest feature has `longest` tokens (a longer one runs alone)."""
     return max(1, min(max_rows, token_budget // max(1, longest)))
+
+
+@dataclass(slots=True)
+class Launched:
+    """Batches whose forward has run or is queued on the device (`Reranker._launch_batches`)."""
+
+    scores: list[Any]  # by feature; filled as the outputs are read back
+    pending: list[tuple[list[int], Any]] = field(default_factory=list)  # (indices, output)
 
 
 def sigmoid(value: float) -> float:
@@ -231,12 +240,18 @@ class Reranker:
         return self._score_batches(features, batch_size)
 
     def _score_batches(self, features: Sequence[Any], batch_size: int) -> list[float]:
+        return self._read_back(self._launch_batches(features, batch_size))
+
+    def _launch_batches(self, features: Sequence[Any], batch_size: int) -> Launched:
+        """Run the forward of every batch of `features`; `_read_back` gives their scores.
+
+        On a CPU each batch is read back as it finishes. On a GPU the outputs stay there: the
+        next batch is launched while the GPU still runs this one, and nothing waits for the
+        device until `_read_back` (the scheduler launches its next batch before that).
+        """
         # Longest first (as FlagEmbedding does) so each batch pads little and an OOM shows up early.
         order = sorted(range(len(features)), key=lambda index: -len(features[index]))
-        scores: list[float | None] = [None] * len(features)
-        # On a GPU the outputs stay there until every batch is queued: the next batch is launched
-        # while the GPU still runs this one, and the call waits for the device once, not per batch.
-        pending: list[tuple[list[int], Any]] = []
+        launched = Launched([None] * len(features))
         deferred = self._defers_results()
         start = 0
         while start < len(order):
@@ -254,12 +269,16 @@ class Reranker:
                 log.warning("%s: out of memory, retrying with batch size %d", self.name, batch_size)
                 self._release_cached_memory()
                 continue
-            pending.append((batch_indices, output))
+            launched.pending.append((batch_indices, output))
             if not deferred:
-                self._collect(pending, scores)
+                self._collect(launched.pending, launched.scores)
             start += len(batch_indices)
-        self._collect(pending, scores)
-        return scores  # type: ignore[return-value]
+        return launched
+
+    def _read_back(self, launched: Launched) -> list[Any]:
+        """The scores of launched batches, in the order of their features (waits for the device)."""
+        self._collect(launched.pending, launched.scores)
+        return launched.scores
 
     def _defers_results(self) -> bool:
         return self.device.startswith("cuda")

@@ -12,9 +12,12 @@ into length-sorted batches, so a batch mixes pairs from several requests:
    `ROUND_BATCHES` full batches of them; pairs that arrive meanwhile wait for the next round, so
    every pair is scored within two rounds whatever arrives after it;
 3. the round's pairs are sorted longest first and cut into batches of at most `max_batch_size` rows
-   with `rows x longest row <= token_budget` (a single longer pair runs alone), each run by
-   `Reranker._score_batches` (collate, forward under the forward lock, postprocess, OOM back-off);
-4. the scores go back to their requests; a request returns when its last pair is scored.
+   with `rows x longest row <= token_budget` (a single longer pair runs alone), each launched by
+   `Reranker._launch_batches` (collate, forward under the forward lock, OOM back-off);
+4. its scores are read back (`Reranker._read_back`) and go to their requests; a request returns
+   when its last pair is scored;
+5. on a GPU, step 4 waits until the next batch is launched (from this round, or from the next one
+   where one is ready), so the device runs it while the worker hands out scores and collates.
 
 A batch that raises fails every request with a pair in it, and only those (their other pairs are
 dropped). Back-pressure: a request that would take the queue (pairs submitted, not yet scored)
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search_service.errors import OverloadedError, ServiceError
-from search_service.rerankers.base import batch_rows
+from search_service.rerankers.base import Launched, batch_rows
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,16 @@ class _Request:
         if self.error is None and not self.done.is_set():
             self.error = error
             self.done.set()
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A batch whose forward ran (on a GPU: is queued) and whose scores are not yet read back."""
+
+    batch: list[_Pair]
+    launched: Launched | None
+    started: float
+    error: BaseException | None = None
 
 
 @dataclass(slots=True)
@@ -182,26 +195,46 @@ class BatchScheduler:
     # -- the worker ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        round_: list[_Pair] = []
+        batches: deque[list[_Pair]] = deque()  # the rest of the current round
+        in_flight: _InFlight | None = None
+        # On a GPU the next batch is launched before the last one is read back (step 5).
+        pipelined = self.reranker._defers_results()
         try:
             while True:
-                with self._cond:
-                    taken = self._next_round()
-                if taken is None:
-                    return
-                round_ = taken
-                self._run_round(round_)
-                round_ = []
+                if not batches:
+                    with self._cond:
+                        round_ = self._next_round(block=in_flight is None)
+                    if not round_:  # closed, or nothing ready while a batch is in flight
+                        if in_flight is None:
+                            return
+                        self._finish(in_flight)
+                        in_flight = None
+                        continue
+                    batches = self._cut(round_)
+                launched = self._launch(batches.popleft())
+                if in_flight is not None:
+                    self._finish(in_flight)
+                    in_flight = None
+                if launched is not None and pipelined:
+                    in_flight = launched
+                elif launched is not None:
+                    self._finish(launched)
         except BaseException as error:  # never leave a caller waiting
             log.exception("%s: the batch worker stopped", self.name)
             with self._cond:
                 self._closed = True
                 dropped, self._pending = self._pending, deque()
-            self._fail_all([*round_, *dropped], error)
+            unfinished = [pair for batch in batches for pair in batch]
+            if in_flight is not None:
+                unfinished.extend(in_flight.batch)
+            self._fail_all([*unfinished, *dropped], error)
             raise
 
-    def _next_round(self) -> list[_Pair] | None:
-        """Called with the lock held: wait for work (see the module doc), then take a round."""
+    def _next_round(self, *, block: bool) -> list[_Pair] | None:
+        """Called with the lock held: wait for work (see the module doc), then take a round.
+        None once closed; without `block`, an empty round unless one is ready now."""
+        if not block and not self._ready():
+            return [] if not self._closed else None
         while not self._pending and not self._closed:
             self._cond.wait()
         deadline = self._pending[0].arrived + self.max_delay if self._pending else 0.0
@@ -227,38 +260,56 @@ class BatchScheduler:
         self._pending_tokens = sum(pair.length for pair in kept)
         return taken
 
+    def _ready(self) -> bool:
+        if self._closed or not self._pending:
+            return False
+        return self._full() or time.monotonic() >= self._pending[0].arrived + self.max_delay
+
     def _full(self) -> bool:
         return (
             len(self._pending) >= self.max_batch_size or self._pending_tokens >= self.token_budget
         )
 
-    def _run_round(self, round_: list[_Pair]) -> None:
+    def _cut(self, round_: list[_Pair]) -> deque[list[_Pair]]:
+        """The round's batches: longest first, each within the row and token limits."""
         ordered = sorted(round_, key=lambda pair: -pair.length)  # stable: arrival order on ties
+        batches: deque[list[_Pair]] = deque()
         start = 0
         while start < len(ordered):
             rows = batch_rows(ordered[start].length, self.max_batch_size, self.token_budget)
-            batch = ordered[start : start + rows]
+            batches.append(ordered[start : start + rows])
             start += rows
-            if self._closed:
-                self._fail_all(batch)
-                with self._cond:
-                    self._queued -= len(batch)
-                continue
-            live = [pair for pair in batch if pair.request.error is None]
-            if len(live) < len(batch):
-                with self._cond:
-                    self._queued -= len(batch) - len(live)
-            if live:
-                self._run_batch(live)
+        return batches
 
-    def _run_batch(self, batch: list[_Pair]) -> None:
+    def _launch(self, batch: list[_Pair]) -> _InFlight | None:
+        """Run the batch's forward (on a GPU only queue it); None when no pair is left to score."""
+        if self._closed:
+            self._fail_all(batch)
+            with self._cond:
+                self._queued -= len(batch)
+            return None
+        live = [pair for pair in batch if pair.request.error is None]
+        if len(live) < len(batch):
+            with self._cond:
+                self._queued -= len(batch) - len(live)
+        if not live:
+            return None
         started = time.perf_counter()
-        error: BaseException | None = None
         try:
-            scores = self.reranker._score_batches([pair.feature for pair in batch], len(batch))
+            launched = self.reranker._launch_batches([pair.feature for pair in live], len(live))
         except Exception as caught:  # noqa: BLE001 - it belongs to the batch's requests
-            error = caught
-        seconds = time.perf_counter() - started
+            return _InFlight(live, None, started, caught)
+        return _InFlight(live, launched, started)
+
+    def _finish(self, flight: _InFlight) -> None:
+        """Read the batch's scores back (waiting for the device) and hand them to its requests."""
+        batch, error, scores = flight.batch, flight.error, None
+        if error is None:
+            try:
+                scores = self.reranker._read_back(flight.launched)
+            except Exception as caught:  # noqa: BLE001 - it belongs to the batch's requests
+                error = caught
+        seconds = time.perf_counter() - flight.started
         with self._cond:
             self._queued -= len(batch)
             if error is None and seconds > 0:

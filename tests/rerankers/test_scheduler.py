@@ -350,3 +350,76 @@ def test_default_token_budget_follows_device_and_dtype():
 
     assert default_token_budget("cpu", torch.float32) < default_token_budget("cpu", torch.bfloat16)
     assert default_token_budget("cuda:0", torch.float16) > default_token_budget("cpu", torch.bfloat16)
+
+
+def _record_stages(reranker, deferred: bool, poison: list[int] | None = None) -> list[str]:
+    """Log each forward ("forward") and read-back ("read") of `reranker`, as on a GPU when
+    `deferred`; a batch holding `poison` fails at its read-back, as a device error surfaces."""
+    events: list[str] = []
+    forward, postprocess = reranker.forward, reranker.postprocess
+    poisoned: set[int] = set()
+
+    def recording_forward(batch):
+        events.append("forward")
+        output = forward(batch)
+        if poison and any(_contains(row, poison) for row in batch["input_ids"].tolist()):
+            poisoned.add(id(output))
+        return output
+
+    def recording_postprocess(logits):
+        events.append("read")
+        if id(logits) in poisoned:
+            raise RuntimeError("device-side assert (injected, seen at read-back)")
+        return postprocess(logits)
+
+    reranker.forward, reranker.postprocess = recording_forward, recording_postprocess
+    reranker._defers_results = lambda: deferred
+    return events
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_on_a_gpu_the_next_batch_is_launched_before_the_last_is_read_back(tiny_reranker, deferred):
+    """Deferred (a GPU), the worker keeps one batch in flight: batch k+1's forward is queued before
+    batch k is read back, so the device never waits for the worker. On a CPU each batch is read
+    back at once (its requests do not wait for the next batch). Same scores either way."""
+    passages = [("bamboo " * (4 * i + 1)).strip() for i in range(12)]
+    expected = tiny_reranker.score("what is panda?", passages)
+    events = _record_stages(tiny_reranker, deferred)
+    scheduler, batched, batches = _scheduled(tiny_reranker, token_budget=100, max_delay_ms=20)
+    try:
+        assert batched.score("what is panda?", passages) == pytest.approx(expected, abs=1e-5)
+    finally:
+        scheduler.close()
+    assert len(batches) >= 3
+    assert events.count("forward") == events.count("read") == len(batches)
+    if deferred:
+        assert events == ["forward"] + ["forward", "read"] * (len(batches) - 1) + ["read"]
+    else:
+        assert events == ["forward", "read"] * len(batches)
+    assert scheduler.queued == 0
+
+
+def test_an_error_at_read_back_fails_only_the_requests_of_its_batch(tiny_reranker):
+    poison = tiny_reranker._backend.encode("poison", add_special_tokens=False).ids
+    _record_stages(tiny_reranker, deferred=True, poison=poison)
+    expected = {query: tiny_reranker.score(query, PASSAGES[:3]) for query in QUERIES[:2]}
+    # One pair per batch, so the poisoned batch is in flight between two healthy ones.
+    scheduler, batched, _ = _scheduled(tiny_reranker, max_batch_size=1, max_delay_ms=20)
+    try:
+        results = _run_together(
+            [
+                lambda: batched.score(QUERIES[0], PASSAGES[:3]),
+                lambda: batched.score(QUERIES[0], ["poison", *PASSAGES[:3]]),
+                lambda: batched.score(QUERIES[1], PASSAGES[:3]),
+            ]
+        )
+        assert isinstance(results[1], RuntimeError) and "read-back" in str(results[1])
+        assert results[0] == pytest.approx(expected[QUERIES[0]], abs=1e-5)
+        assert results[2] == pytest.approx(expected[QUERIES[1]], abs=1e-5)
+        # The worker lives on: the next request is scored.
+        assert batched.score(QUERIES[1], PASSAGES[:1]) == pytest.approx(
+            expected[QUERIES[1]][:1], abs=1e-5
+        )
+    finally:
+        scheduler.close()
+    assert scheduler.queued == 0
