@@ -165,12 +165,7 @@ REAL_CONFIGS: dict[str, dict[str, Any]] = {
     },
 }
 
-WORDS = (
-    "panda bear bamboo china mountain forest river capital france paris population billion people "
-    "reranker query passage score relevance search index document chunk embedding vector model "
-    "the a of and to in is it that for on with as by at from this are was be or an which can "
-    "熊猫 竹子 中国 巴黎 法国 人口 重排序 检索 文档 段落 查询 分数 模型 北京 上海"
-).split()
+WORDS = ["panda", "bear", "bamboo", "china", "mountain", "forest", "river", "capital", "france", "paris", "population", "billion", "people", "reranker", "query", "passage", "score", "relevance", "search", "index", "document", "chunk", "embedding", "vector", "model", "the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "by", "at", "from", "this", "are", "was", "be", "or", "an", "which", "can", "熊猫", "竹子", "中国", "巴黎", "法国", "人口", "重排序", "检索", "文档", "段落", "查询", "分数", "模型", "北京", "上海"]
 
 
 # -- pairs ----------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def load_documents(count: int) -> list[tuple[str, str]]:
                 if len(documents) == count:
                     break
         return documents
-    words = "retrieval rerank passage query index vector chunk token model search".split()
+    words = ["retrieval", "rerank", "passage", "query", "index", "vector", "chunk", "token", "model", "search"]
     return [(f"doc-{i}", " ".join(words[(i + j) % len(words)] for j in range(400))) for i in range(count)]
 
 

@@ -92,7 +92,7 @@ class Worker:
                 log.warning("job %s was taken over by another worker; discarding this attempt", job_id)
             except ParseError as exc:  # the document itself is bad: retrying cannot help
                 self._set_status(job_id, "failed", error=f"{exc.code}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - anything else may be transient: retry, then fail
+            except Exception as exc:
                 log.exception("job %s failed on attempt %d", job_id, attempts)
                 retry = attempts < self.max_attempts
                 self._set_status(job_id, "pending" if retry else "failed", error=f"{type(exc).__name__}: {exc}")
@@ -124,7 +124,7 @@ class Worker:
                     with self.database.session() as session:
                         if not job_store.renew_lease(session, job_id, self.worker_id, self.lease_seconds):
                             return
-                except Exception:  # noqa: BLE001 - a missed beat is retried on the next tick
+                except Exception:
                     log.warning("heartbeat for job %s failed", job_id, exc_info=True)
 
         thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)

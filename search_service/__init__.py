@@ -10,4 +10,4 @@ def create_app(settings=None, **kwargs):
     return factory(settings, **kwargs)
 
 
-__all__ = ["create_app", "__version__"]
+__all__ = ["__version__", "create_app"]

@@ -86,7 +86,7 @@ def test_playground_upload_index_search_with_citations(browser, stack, tmp_path)
         path.write_text(text)
         files.append(str(path))
     wait = WebDriverWait(browser, 60, poll_frequency=0.2)
-    by_id = lambda element_id: browser.find_element("id", element_id)  # noqa: E731
+    by_id = lambda element_id: browser.find_element("id", element_id)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         browser.get(f"{base}/")

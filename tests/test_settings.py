@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,7 @@ def test_overrides_win_over_environment():
 
 def test_settings_are_frozen():
     settings = Settings()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         settings.top_k = 10  # type: ignore[misc]
 
 

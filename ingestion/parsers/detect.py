@@ -48,8 +48,7 @@ _EXTENSIONS = {
 }
 SUPPORTED_EXTENSIONS = frozenset(_EXTENSIONS)  # what `search-service ingest FOLDER` picks up
 _BINARY_EXTENSIONS = frozenset(
-    "doc odt rtf xls xlsx ods ppt pptx odp epub zip gz tgz bz2 xz 7z rar tar "
-    "png jpg jpeg gif bmp tif tiff webp ico svg mp3 wav ogg flac mp4 mov avi mkv exe dll so bin".split()
+    ["doc", "odt", "rtf", "xls", "xlsx", "ods", "ppt", "pptx", "odp", "epub", "zip", "gz", "tgz", "bz2", "xz", "7z", "rar", "tar", "png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "ico", "svg", "mp3", "wav", "ogg", "flac", "mp4", "mov", "avi", "mkv", "exe", "dll", "so", "bin"]
 )
 _CONTENT_TYPES = {
     "text/plain": "txt",

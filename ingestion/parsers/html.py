@@ -25,15 +25,12 @@ except ImportError:
     _PARSER = "html.parser"
 
 _DROP = frozenset(
-    "script style noscript template nav aside form svg iframe object canvas head title "
-    "button select".split()
+    ["script", "style", "noscript", "template", "nav", "aside", "form", "svg", "iframe", "object", "canvas", "head", "title", "button", "select"]
 )
 _PAGE_CHROME = frozenset({"header", "footer"})
 _HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _BLOCKS = frozenset(
-    "html body main article section div p ul ol li dl dt dd table thead tbody tfoot tr caption "
-    "blockquote figure figcaption hr address details summary center fieldset legend header "
-    "footer".split()
+    ["html", "body", "main", "article", "section", "div", "p", "ul", "ol", "li", "dl", "dt", "dd", "table", "thead", "tbody", "tfoot", "tr", "caption", "blockquote", "figure", "figcaption", "hr", "address", "details", "summary", "center", "fieldset", "legend", "header", "footer"]
 ) | frozenset(_HEADINGS)
 _CELLS = frozenset({"td", "th"})
 _LINE_BREAK = "\x00"  # NUL never reaches a parser: binary content is refused before.

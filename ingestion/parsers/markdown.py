@@ -65,10 +65,11 @@ def _headings(text: str) -> tuple[list[tuple[int, int, str]], str | None]:
             ) < 4:
                 fence = None
             continue
-        if match := _FENCE_OPEN.match(line):
-            if not (match.group(1)[0] == "`" and "`" in match.group(2)):
-                fence, paragraph = match.group(1), []
-                continue
+        if (match := _FENCE_OPEN.match(line)) and not (
+            match.group(1)[0] == "`" and "`" in match.group(2)
+        ):
+            fence, paragraph = match.group(1), []
+            continue
         if paragraph and (match := _SETEXT.match(line)):
             title = _clean(" ".join(part for _, part in paragraph))
             if title:

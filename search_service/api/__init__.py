@@ -37,7 +37,16 @@ def int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
 
 
 def register_blueprints(app: Flask) -> None:
-    from search_service.api import collections, docs, embeddings, health, jobs, metrics, playground, search
+    from search_service.api import (
+        collections,
+        docs,
+        embeddings,
+        health,
+        jobs,
+        metrics,
+        playground,
+        search,
+    )
 
     for module in (health, collections, jobs, search, embeddings, metrics, docs, playground):
         app.register_blueprint(module.bp)

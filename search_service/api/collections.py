@@ -3,8 +3,8 @@ import json
 from flask import Blueprint, request, url_for
 
 from search_service.api import int_arg, parse_body, services
-from search_service.auth import visible_collections
 from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCreate
+from search_service.auth import visible_collections
 from search_service.errors import InvalidRequestError
 from search_service.store import collections as store
 from search_service.store.jobs import create_job, job_to_dict, list_jobs

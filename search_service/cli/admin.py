@@ -14,9 +14,9 @@ from search_service.errors import ServiceError
 @click.pass_obj
 def migrate(ctx: Context):
     """Create or upgrade the database schema (alembic upgrade head)."""
-    from search_service.store.db import migrate as run_migrations
-
     from sqlalchemy.engine import make_url
+
+    from search_service.store.db import migrate as run_migrations
 
     run_migrations(ctx.settings.database_url)
     shown = make_url(ctx.settings.database_url).render_as_string(hide_password=True)

@@ -69,7 +69,7 @@ def load_embedder(
     resolved = resolve_device(device)
     try:
         model = SentenceTransformer(model_id, device=resolved)
-    except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear message
+    except Exception as exc:
         raise ModelLoadError(describe_load_failure("RAG_EMBEDDER_MODEL", model_id, exc)) from exc
     model.eval()
     log.info("embedder %s loaded on %s", model_id, resolved)

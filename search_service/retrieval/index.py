@@ -171,7 +171,7 @@ class IndexManager:
                 if index.dimension == collection.dimension:
                     return index
                 log.warning("snapshot %s has dimension %s, rebuilding", path, metadata.get("dimension"))
-            except Exception:  # noqa: BLE001 - a corrupt snapshot is rebuilt from the database
+            except Exception:
                 log.warning("snapshot %s is unreadable, rebuilding from the database", path, exc_info=True)
         return None
 

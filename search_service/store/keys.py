@@ -15,7 +15,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -103,7 +103,7 @@ def revoke_key(session: Session, prefix: str) -> ApiKey:
     if row is None:
         raise NotFoundError(f"no key with prefix {prefix!r}", code="key_not_found")
     if row.revoked_at is None:
-        row.revoked_at = datetime.now(timezone.utc)
+        row.revoked_at = datetime.now(UTC)
     session.flush()
     return row
 
@@ -119,10 +119,10 @@ def verify_key(session: Session, key: str) -> Principal | None:
     stored = row.key_hash if row is not None else _DUMMY_HASH
     if not hmac.compare_digest(presented.encode(), stored.encode()) or row is None or row.revoked_at is not None:
         return None
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     last = row.last_used_at
     if last is not None and last.tzinfo is None:  # SQLite returns naive datetimes
-        last = last.replace(tzinfo=timezone.utc)
+        last = last.replace(tzinfo=UTC)
     if last is None or now - last >= LAST_USED_RESOLUTION:
         row.last_used_at = now
     collections = None if ALL_COLLECTIONS in (row.collections or []) else frozenset(row.collections or [])

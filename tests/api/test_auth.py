@@ -170,7 +170,7 @@ def test_other_collection_is_indistinguishable_from_a_missing_one(stack, client)
 
 
 def test_lists_hide_other_collections(stack, client):
-    names = lambda key: [c["name"] for c in client.get(  # noqa: E731
+    names = lambda key: [c["name"] for c in client.get(
         "/v1/collections", headers={"Authorization": f"Bearer {key}"}).get_json()["collections"]]
     assert names(stack["keys"]["read"]) == ["alpha"]
     assert {"alpha", "beta"} <= set(names(stack["keys"]["root"]))

@@ -138,7 +138,7 @@ def test_a_decompression_bomb_fails_its_job_and_nothing_else(client, worker):
     assert worker.run_once().status == "indexed"
     # Encoded in memory: the test client would spool a body over 500 KB to a temporary file it
     # never closes (a ResourceWarning, an error under this suite's settings).
-    stream, length, boundary = stream_encode_multipart({"file": FileStorage(io.BytesIO(docx_bomb()), "bomb.docx")}, use_tempfile=False)
+    stream, _length, boundary = stream_encode_multipart({"file": FileStorage(io.BytesIO(docx_bomb()), "bomb.docx")}, use_tempfile=False)
     response = client.post("/v1/collections/docs/documents", data=stream.read(), content_type=f"multipart/form-data; boundary={boundary}")
     job = worker.run_once()
     assert job.status == "failed" and "document_too_large" in job.error

@@ -10,9 +10,9 @@ import uuid
 import numpy as np
 import pytest
 
+from search_service.errors import ConfigurationError
 from search_service.settings import Settings
 from search_service.store import keys as key_store
-from search_service.errors import ConfigurationError
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_rate_limit_per_key_429_with_retry_after(app_factory, sqlite_url, storag
     app = app_factory(sqlite_url, auth="on", rate_limit=(3, 60.0), rate_limit_storage=storage)
     client = app.test_client()
     first, second = _key(app), _key(app)
-    auth = lambda key: {"Authorization": f"Bearer {key}"}  # noqa: E731
+    auth = lambda key: {"Authorization": f"Bearer {key}"}
     statuses = [client.get("/v1/collections", headers=auth(first)).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     limited = client.get("/v1/collections", headers=auth(first))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import time
@@ -13,12 +14,7 @@ from ingestion.chunking import Chunker, default_chunk_size
 from ingestion.parsers import Section, parse
 from tests.support.minilm import minilm_path
 
-WORDS = (
-    "the a retrieval service ranks passages for each query using dense vectors and a cross "
-    "encoder reranker; documents are parsed, split into chunks, embedded and stored in an index "
-    "while workers process uploads in the background. latency, recall, throughput and "
-    "memory (measured in megabytes) matter, e.g. for 1,024-dimensional embeddings"
-).split()
+WORDS = ["the", "a", "retrieval", "service", "ranks", "passages", "for", "each", "query", "using", "dense", "vectors", "and", "a", "cross", "encoder", "reranker;", "documents", "are", "parsed,", "split", "into", "chunks,", "embedded", "and", "stored", "in", "an", "index", "while", "workers", "process", "uploads", "in", "the", "background.", "latency,", "recall,", "throughput", "and", "memory", "(measured", "in", "megabytes)", "matter,", "e.g.", "for", "1,024-dimensional", "embeddings"]
 CHINESE_SENTENCES = [
     "自然语言处理是人工智能的一个重要领域。",
     "检索服务先用向量召回候选段落，再用交叉编码器重新排序！",
@@ -65,7 +61,7 @@ def check(text, chunks, tokenizer, chunk_tokens):
         alone = tokenizer(chunk.text, add_special_tokens=False, verbose=False)["input_ids"]
         assert chunk.token_count == len(alone)
         covered[chunk.start : chunk.end] = b"\x01" * (chunk.end - chunk.start)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert before.start < after.start and before.end < after.end
     missed = [i for i, ch in enumerate(text) if not covered[i] and not ch.isspace()]
     assert not missed, f"uncovered characters at {missed[:10]}"
@@ -78,7 +74,7 @@ def test_long_english_text(tokenizer):
     check(text, chunks, tokenizer, 128)
     assert len(chunks) > 20
     assert sum(c.token_count for c in chunks) / len(chunks) > 64  # chunks are not tiny
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.start < before.end  # they overlap ...
         shared = chunker.count_tokens(text[after.start : before.end])
         assert 1 <= shared <= 16 + 2  # ... by about overlap_tokens
@@ -89,7 +85,7 @@ def test_chunks_end_at_paragraphs_when_they_fit(tokenizer):
     text = english(80, sentences=(1, 1))  # paragraphs of at most ~50 tokens
     chunks = Chunker(tokenizer, 120, 0).chunk(text)
     check(text, chunks, tokenizer, 120)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert text[before.end : before.end + 2] == "\n\n"
         assert after.start == before.end + 2  # no overlap asked: the next paragraph starts it
 
@@ -109,7 +105,7 @@ def test_chinese_text(tokenizer):
     check(text, chunks, tokenizer, 64)
     assert len(chunks) > 20
     assert all(c.text[-1] in "。！？" for c in chunks)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.start < before.end
 
 

@@ -57,7 +57,7 @@ def test_a_job_that_kills_its_worker_every_time_ends_failed(services):
 
 
 def test_a_transient_error_is_retried_then_fails(services, monkeypatch):
-    [job_id] = queue(services)
+    [_job_id] = queue(services)
     calls = []
 
     def broken_embed(texts, **kwargs):

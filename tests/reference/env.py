@@ -57,7 +57,7 @@ def _run_logged(command: list[str], log_path: Path) -> None:
         log_file.write(f"\n$ {' '.join(command)}\n")
         log_file.flush()
         result = subprocess.run(
-            command, stdout=log_file, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
+            command, check=False, stdout=log_file, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT_S
         )
     if result.returncode != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-4000:]
@@ -107,6 +107,7 @@ def run_reference_script(script: str, payload: dict) -> object:
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
         [str(python), str(HERE / script)],
+        check=False,
         input=json.dumps(payload),
         capture_output=True,
         text=True,

@@ -38,7 +38,7 @@ def long_query_pair(parity_pairs) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def reference(tiny_reranker_dir, parity_pairs, short_pairs, long_query_pair) -> dict[str, object]:
     """All transformers-4.46 jobs in one subprocess."""
-    as_lists = lambda pairs: [list(pair) for pair in pairs]  # noqa: E731
+    as_lists = lambda pairs: [list(pair) for pair in pairs]
     jobs = {
         "snippet_short": {"kind": "snippet", "pairs": as_lists(short_pairs)},
         "snippet_long_query": {"kind": "snippet", "pairs": as_lists([long_query_pair])},

@@ -43,7 +43,7 @@ def test_failed_snapshot_write_keeps_the_previous_snapshot(tmp_path, monkeypatch
 
         monkeypatch.setattr(module.os, "fdopen", lambda fd, mode: FullFile(real_fdopen(fd, mode)))
     else:
-        module_name, attribute = target.split(".")
+        _module_name, attribute = target.split(".")
         monkeypatch.setattr(os, attribute, full_disk)
     with pytest.raises(OSError):
         make_index([1, 2, 3]).save(path, {"vector_version": 2})

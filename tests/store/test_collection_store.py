@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from search_service.errors import ConflictError, DimensionMismatchError, InvalidRequestError, NotFoundError
+from search_service.errors import (
+    ConflictError,
+    DimensionMismatchError,
+    InvalidRequestError,
+    NotFoundError,
+)
 from search_service.store import collections as store
 from search_service.store.db import Database
 from search_service.store.models import Chunk, Document

@@ -30,8 +30,8 @@ MODEL_MAX_LENGTH = 512
 
 CORPUS_EN = [
     "what is panda?",
-    "The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or simply panda, "
-    "is a bear species endemic to China.",
+    ("The giant panda (Ailuropoda melanoleuca), sometimes called a panda bear or simply panda, "
+    "is a bear species endemic to China."),
     "What is the capital of France? Paris is the capital of France.",
     "The population of China is over 1.4 billion people.",
     "Reranking scores every candidate passage against the query with a cross-encoder.",
