@@ -5,8 +5,8 @@
     .venv/bin/python benchmarks/concurrency.py --size large --device cuda --clients 16 --seconds 60
     .venv/bin/python benchmarks/concurrency.py --size tiny --seconds 3          # a smoke run
 
-For each mode (`--modes off,on`: `RAG_BATCHING`; `on@TOKENSxROWS` also sets the scheduler's token
-budget and batch size), a fresh `search-service serve` process (waitress, `--threads` = clients)
+For each mode (`--modes off,on`: `RAG_BATCHING`; `on-serial` is on with `RAG_BATCH_PIPELINE=off`;
+`on@TOKENSxROWS` also sets the scheduler's token budget and batch size), a fresh `search-service serve` process (waitress, `--threads` = clients)
 loads the reranker; `--clients` threads then send requests back to back for `--seconds`, after
 one untimed request each (on a GPU after `--warmup-seconds`, default 15, of untimed load: first
 uses of each batch shape load kernels): `POST /v1/rerank` with `--passages` passages of mixed
@@ -253,9 +253,12 @@ def main(argv=None) -> int:
 
 
 def mode_environment(mode: str) -> dict[str, str]:
-    """`off`, `on`, or `on@TOKENSxROWS`: batching on with that token budget and batch size."""
+    """`off`, `on` or `on-serial` (RAG_BATCH_PIPELINE=off), each optionally `@TOKENSxROWS`: that
+    token budget and batch size."""
     switch, _, limits = mode.partition("@")
-    environment = {"RAG_BATCHING": switch}
+    environment = {"RAG_BATCHING": "on" if switch == "on-serial" else switch}
+    if switch == "on-serial":
+        environment["RAG_BATCH_PIPELINE"] = "off"
     if limits:
         tokens, _, rows = limits.partition("x")
         environment["RAG_BATCH_TOKEN_BUDGET"] = tokens
@@ -341,7 +344,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--modes",
         default="off,on",
-        help="RAG_BATCHING values, in order; on@TOKENSxROWS sets its token budget and batch size",
+        help="RAG_BATCHING values, in order; on-serial: on with RAG_BATCH_PIPELINE=off; "
+        "@TOKENSxROWS after either sets the token budget and batch size",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the raw results here")

@@ -6,17 +6,19 @@
 #
 # Three steps, each under its own time limit, each run even when an earlier one failed:
 #   1. families.py: every reranker family at its published size (random weights), ours and
-#      sentence-transformers' CrossEncoder on the encoder (STEP1_S, default 170 s);
+#      sentence-transformers' CrossEncoder on the encoder (STEP1_S, default 150 s);
 #   2. rerank.py: the encoder (XLM-R large, the size of bge-reranker-v2-m3) in float16, ours vs
 #      FlagEmbedding (in its own transformers-4.46 environment) vs CrossEncoder, on the same mixed-
 #      length pairs (STEP2_S, default 150 s);
-#   3. concurrency.py: 16 clients against `serve`, dynamic batching off vs on (STEP3_S, 150 s).
+#   3. concurrency.py: 16 clients against `serve`, dynamic batching off, on, and on without the
+#      GPU pipeline (`on-serial`, RAG_BATCH_PIPELINE=off) (STEP3_S, 180 s).
 # Needs python3 with torch (CUDA), transformers 5, tokenizers, safetensors, filelock,
 # sentence-transformers and the project's dependencies; nothing is downloaded. With WHEELS=dir,
 # dir/app/*.whl (the project's dependencies missing there) are installed into a target folder on
 # PYTHONPATH, and dir/flag/*.whl (FlagEmbedding 1.4.2, transformers 4.46, ...) into a second one
 # that the FlagEmbedding worker alone sees. Without FlagEmbedding, step 2 runs ours and CrossEncoder.
-# Knobs: QUERIES, ROUNDS, FAMILIES, MODES (concurrency.py's --modes), SECONDS_PER_MODE, STEP<n>_S.
+# Knobs: STEPS (default families,rerank,concurrency), QUERIES, ROUNDS, FAMILIES, MODES
+# (concurrency.py's --modes), SECONDS_PER_MODE, STEP<n>_S.
 # Writes $OUT/{families,rerank,concurrency}.{json,log}. Exit status: the number of failed steps.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,9 +62,11 @@ if [ -n "${RAG_REFERENCE_ENV_DIR:-}" ]; then
 fi
 
 failed=0
+STEPS=",${STEPS:-families,rerank,concurrency},"
 step() {  # step <name> <seconds> <command...>: output to $OUT/<name>.log
   local name=$1 seconds=$2
   shift 2
+  [[ "$STEPS" == *",$name,"* ]] || return 0
   echo "=== $name (at most $seconds s): $*"
   local started=$SECONDS
   timeout --kill-after=10 "$seconds" "$@" 2>&1 | tee "$OUT/$name.log"
@@ -71,14 +75,14 @@ step() {  # step <name> <seconds> <command...>: output to $OUT/<name>.log
   [ "$status" -eq 0 ] || failed=$((failed + 1))
 }
 
-step families "${STEP1_S:-170}" "$PYTHON" benchmarks/families.py --device "$DEVICE" --size "$SIZE" \
+step families "${STEP1_S:-150}" "$PYTHON" benchmarks/families.py --device "$DEVICE" --size "$SIZE" \
   --families "${FAMILIES:-encoder,llm,layerwise,lightweight}" --queries "${QUERIES:-20}" \
-  --budget-s "$(( ${STEP1_S:-170} - 40 ))" --json "$OUT/families.json"
+  --budget-s "$(( ${STEP1_S:-150} - 40 ))" --json "$OUT/families.json"
 step rerank "${STEP2_S:-150}" "$PYTHON" benchmarks/rerank.py --size "${SIZE/real/large}" --device "$DEVICE" \
   --dtype float16 --mixed-lengths --queries "${QUERIES:-20}" --rounds "${ROUNDS:-1}" \
   --engines "$ENGINES" \
   --json "$OUT/rerank.json"
-step concurrency "${STEP3_S:-150}" "$PYTHON" benchmarks/concurrency.py --size "${SIZE/real/large}" --device "$DEVICE" \
-  --clients 16 --seconds "${SECONDS_PER_MODE:-30}" --modes "${MODES:-off,on}" \
+step concurrency "${STEP3_S:-180}" "$PYTHON" benchmarks/concurrency.py --size "${SIZE/real/large}" --device "$DEVICE" \
+  --clients 16 --seconds "${SECONDS_PER_MODE:-20}" --modes "${MODES:-off,on,on-serial}" \
   --json "$OUT/concurrency.json"
 exit "$failed"

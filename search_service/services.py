@@ -193,6 +193,7 @@ def batched_rerankers(settings: Settings, rerankers: RerankerSet) -> tuple[Reran
                 max_delay_ms=settings.batch_max_delay_ms,
                 token_budget=settings.batch_token_budget,
                 max_batch_size=settings.batch_max_size,
+                pipeline=settings.batch_pipeline == "on",
                 queue_max=settings.rerank_queue_max,
                 name=name,
             )

@@ -66,6 +66,8 @@ class Settings:
     batch_max_delay_ms: float = 5.0  # longest a pair waits for batch-mates
     batch_token_budget: int | None = None  # rows x longest row; None: base.default_token_budget
     batch_max_size: int | None = None  # rows per batch; None: 32 CPU, 128 GPU
+    # On a GPU, launch the next batch before reading the last one back (scheduler.py, step 5).
+    batch_pipeline: str = "on"  # on | off
     rerank_queue_max: int = 2048  # pairs queued per reranker before requests get 429 overloaded
     query_cache_size: int = 1024  # cached query embeddings (LRU); 0 disables the cache
     index_type: str = "auto"  # auto (flat up to index_flat_max, ivf above) | flat | ivf | hnsw
@@ -174,8 +176,10 @@ class Settings:
         storage = self.rate_limit_storage
         if storage != "memory" and not storage.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"RAG_RATE_LIMIT_STORAGE must be memory or a redis:// URL, got {storage!r}")
-        if self.batching not in ("on", "off"):
-            raise ConfigurationError(f"RAG_BATCHING must be on or off, got {self.batching!r}")
+        for name, value in (("RAG_BATCHING", self.batching),
+                            ("RAG_BATCH_PIPELINE", self.batch_pipeline)):
+            if value not in ("on", "off"):
+                raise ConfigurationError(f"{name} must be on or off, got {value!r}")
         if not 0 <= self.batch_max_delay_ms <= 1000:
             raise ConfigurationError(
                 f"RAG_BATCH_MAX_DELAY_MS must be between 0 and 1000, got {self.batch_max_delay_ms}"
@@ -244,6 +248,7 @@ ENVIRONMENT = {
     "RAG_BATCH_MAX_DELAY_MS": ("batch_max_delay_ms", float_value),
     "RAG_BATCH_TOKEN_BUDGET": ("batch_token_budget", lambda n, raw: parse_auto_int(n, raw, 1)),
     "RAG_BATCH_MAX_SIZE": ("batch_max_size", lambda n, raw: parse_auto_int(n, raw, 1)),
+    "RAG_BATCH_PIPELINE": ("batch_pipeline", lambda n, raw: parse_switch(n, raw)),
     "RAG_RERANK_QUEUE_MAX": ("rerank_queue_max", lambda n, raw: parse_int(n, raw, 1)),
     "RAG_QUERY_CACHE_SIZE": ("query_cache_size", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_INDEX_TYPE": ("index_type", lambda _n, raw: raw.strip().lower()),

@@ -109,6 +109,7 @@ class BatchScheduler:
         max_batch_size: int | None = None,
         queue_max: int = 2048,
         name: str | None = None,
+        pipeline: bool = True,
     ):
         gpu = not str(reranker.device).startswith("cpu")
         self.reranker = reranker
@@ -117,6 +118,8 @@ class BatchScheduler:
         self.token_budget = token_budget or reranker.token_budget
         self.max_batch_size = max_batch_size or (GPU_MAX_BATCH if gpu else CPU_MAX_BATCH)
         self.queue_max = queue_max
+        # Step 5 (module doc): only where results are read back later, i.e. on a GPU.
+        self.pipeline = pipeline and reranker._defers_results()
         self.observers: list[Callable[[BatchInfo], None]] = []
         self.rejected = 0
         self._cond = threading.Condition()
@@ -197,8 +200,6 @@ class BatchScheduler:
     def _run(self) -> None:
         batches: deque[list[_Pair]] = deque()  # the rest of the current round
         in_flight: _InFlight | None = None
-        # On a GPU the next batch is launched before the last one is read back (step 5).
-        pipelined = self.reranker._defers_results()
         try:
             while True:
                 if not batches:
@@ -215,7 +216,7 @@ class BatchScheduler:
                 if in_flight is not None:
                     self._finish(in_flight)
                     in_flight = None
-                if launched is not None and pipelined:
+                if launched is not None and self.pipeline:
                     in_flight = launched
                 elif launched is not None:
                     self._finish(launched)

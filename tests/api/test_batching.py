@@ -179,6 +179,7 @@ def test_batching_settings_from_the_environment():
         2048,
     )
     assert defaults.batch_token_budget is None and defaults.batch_max_size is None  # by device
+    assert defaults.batch_pipeline == "on"
     settings = Settings.from_env(
         {
             "RAG_BATCHING": "off",
@@ -186,6 +187,7 @@ def test_batching_settings_from_the_environment():
             "RAG_BATCH_TOKEN_BUDGET": "4096",
             "RAG_BATCH_MAX_SIZE": "auto",
             "RAG_RERANK_QUEUE_MAX": "100",
+            "RAG_BATCH_PIPELINE": "false",
         }
     )
     assert (settings.batching, settings.batch_max_delay_ms, settings.batch_token_budget) == (
@@ -194,8 +196,10 @@ def test_batching_settings_from_the_environment():
         4096,
     )
     assert settings.batch_max_size is None and settings.rerank_queue_max == 100
+    assert settings.batch_pipeline == "off"
     for name, raw in (
         ("RAG_BATCHING", "maybe"),
+        ("RAG_BATCH_PIPELINE", "sometimes"),
         ("RAG_BATCH_MAX_DELAY_MS", "-1"),
         ("RAG_BATCH_TOKEN_BUDGET", "0"),
         ("RAG_RERANK_QUEUE_MAX", "0"),

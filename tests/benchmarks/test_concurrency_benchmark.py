@@ -76,3 +76,16 @@ def test_latency_benchmark_splits_a_search(tmp_path):
     cells = dict(zip(columns, [cell.strip() for cell in p50.strip("|").split("|")], strict=True))
     app, transport, wall = (float(cells[name]) for name in ("app", "transport", "wall"))
     assert 0 < app < wall and 0 < transport < wall  # the server's own metric splits the HTTP part
+
+
+def test_concurrency_modes_set_the_batching_environment():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from concurrency import mode_environment
+
+    assert mode_environment("off") == {"RAG_BATCHING": "off"}
+    assert mode_environment("on@131072x512") == {
+        "RAG_BATCHING": "on",
+        "RAG_BATCH_TOKEN_BUDGET": "131072",
+        "RAG_BATCH_MAX_SIZE": "512",
+    }
+    assert mode_environment("on-serial") == {"RAG_BATCHING": "on", "RAG_BATCH_PIPELINE": "off"}

@@ -377,22 +377,28 @@ def _record_stages(reranker, deferred: bool, poison: list[int] | None = None) ->
     return events
 
 
-@pytest.mark.parametrize("deferred", [False, True])
-def test_on_a_gpu_the_next_batch_is_launched_before_the_last_is_read_back(tiny_reranker, deferred):
+@pytest.mark.parametrize(
+    ("deferred", "pipeline"), [(False, True), (True, True), (True, False)], ids=["cpu", "gpu", "gpu-serial"]
+)
+def test_on_a_gpu_the_next_batch_is_launched_before_the_last_is_read_back(
+    tiny_reranker, deferred, pipeline
+):
     """Deferred (a GPU), the worker keeps one batch in flight: batch k+1's forward is queued before
-    batch k is read back, so the device never waits for the worker. On a CPU each batch is read
-    back at once (its requests do not wait for the next batch). Same scores either way."""
+    batch k is read back, so the device never waits for the worker. On a CPU, or with
+    RAG_BATCH_PIPELINE=off, each batch is read back at once. Same scores either way."""
     passages = [("bamboo " * (4 * i + 1)).strip() for i in range(12)]
     expected = tiny_reranker.score("what is panda?", passages)
     events = _record_stages(tiny_reranker, deferred)
-    scheduler, batched, batches = _scheduled(tiny_reranker, token_budget=100, max_delay_ms=20)
+    scheduler, batched, batches = _scheduled(
+        tiny_reranker, token_budget=100, max_delay_ms=20, pipeline=pipeline
+    )
     try:
         assert batched.score("what is panda?", passages) == pytest.approx(expected, abs=1e-5)
     finally:
         scheduler.close()
     assert len(batches) >= 3
     assert events.count("forward") == events.count("read") == len(batches)
-    if deferred:
+    if deferred and pipeline:
         assert events == ["forward"] + ["forward", "read"] * (len(batches) - 1) + ["read"]
     else:
         assert events == ["forward", "read"] * len(batches)
