@@ -218,8 +218,9 @@ def warmup_seconds(args) -> float:
     return 15.0 if args.device.startswith("cuda") else 0.0
 
 
-def batch_stats(metrics: str) -> tuple[float | None, float | None]:
-    """Mean rows and mean requests per forward batch, from the scheduler's histograms."""
+def batch_stats(metrics: str) -> tuple[float | None, float | None, float | None]:
+    """Mean rows and mean requests per forward batch, from the scheduler's histograms, and the
+    padding overhead (padded / real tokens) of its batches."""
 
     def mean(name: str) -> float | None:
         total = re.search(rf"^{name}_sum{{[^}}]*}} (\S+)$", metrics, re.MULTILINE)
@@ -228,7 +229,42 @@ def batch_stats(metrics: str) -> tuple[float | None, float | None]:
             return None
         return float(total.group(1)) / float(count.group(1))
 
-    return mean("rag_rerank_forward_batch_size"), mean("rag_rerank_forward_batch_requests")
+    tokens = dict(
+        re.findall(
+            r'^rag_rerank_forward_tokens_total{kind="(\w+)",[^}]*} (\S+)$', metrics, re.MULTILINE
+        )
+    )
+    padding = (
+        float(tokens["padded"]) / float(tokens["real"]) if float(tokens.get("real", 0)) else None
+    )
+    return (
+        mean("rag_rerank_forward_batch_size"),
+        mean("rag_rerank_forward_batch_requests"),
+        padding,
+    )
+
+
+def padding_alone(args, checkpoint: str, jobs: list[dict]) -> float:
+    """Padded / real tokens when each request runs its own batches (RAG_BATCHING=off): its pairs
+    sorted longest first and cut as `Reranker._launch_batches` cuts them (32 rows, the device's
+    default token budget), each batch padded to its longest pair."""
+    import torch
+
+    from search_service.rerankers.base import DEFAULT_BATCH_SIZE, batch_rows, default_token_budget
+
+    dtype = torch.float32 if args.device == "cpu" else torch.float16
+    budget = default_token_budget(args.device, dtype)
+    _config, lengths = rerank_bench.pair_lengths(checkpoint, jobs, 512)
+    padded = start = 0
+    for job in jobs:
+        ordered = sorted(lengths[start : start + len(job["passages"])], reverse=True)
+        start += len(job["passages"])
+        index = 0
+        while index < len(ordered):
+            rows = batch_rows(ordered[index], DEFAULT_BATCH_SIZE, budget)
+            padded += len(ordered[index : index + rows]) * ordered[index]
+            index += rows
+    return padded / sum(lengths)
 
 
 def main(argv=None) -> int:
@@ -246,7 +282,7 @@ def main(argv=None) -> int:
         with Server(args, checkpoint, mode_environment(mode), documents) as server:
             runs[mode] = run_clients(args, server.base, calls)
             runs[mode]["batches"] = batch_stats(server.metrics())
-    print_report(args, checkpoint, mean_tokens, runs)
+    print_report(args, checkpoint, mean_tokens, runs, padding_alone(args, checkpoint, jobs))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=2))
     return 1 if any(run["errors"] for run in runs.values()) else 0
@@ -271,7 +307,9 @@ def ms(values: list[float], q: float) -> str:
     return f"{rerank_bench.percentile(values, q) * 1000:.0f}" if values else "-"
 
 
-def print_report(args, checkpoint: str, mean_tokens: float, runs: dict) -> None:
+def print_report(
+    args, checkpoint: str, mean_tokens: float, runs: dict, alone_padding: float
+) -> None:
     print(f"checkpoint: {rerank_bench.describe_checkpoint(args, checkpoint)}, {args.device}")
     print(
         f"load: {args.clients} clients x {args.seconds:g} s, {args.passages} passages/request "
@@ -286,7 +324,7 @@ def print_report(args, checkpoint: str, mean_tokens: float, runs: dict) -> None:
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     for mode, run in runs.items():
-        rows, shared = run["batches"]
+        rows, shared, _padding = run["batches"]
         for path, latencies in sorted(run["latency"].items()):
             errors = sum(1 for error in run["errors"] if error[0] == path)
             pairs = f"{run['pairs'] / run['elapsed']:.1f}" if path == "/v1/rerank" else "-"
@@ -298,6 +336,17 @@ def print_report(args, checkpoint: str, mean_tokens: float, runs: dict) -> None:
     for mode, run in runs.items():
         for error in run["errors"][:5]:
             print(f"error ({mode}): {error}")
+    # What batching can gain from padding alone, at the same speed per padded token.
+    print(
+        f"padding (padded / real tokens): off x{alone_padding:.2f} (each request alone, from the inputs)"
+    )
+    for mode, run in runs.items():
+        padding = run["batches"][2]
+        if padding:
+            print(
+                f"padding (padded / real tokens): {mode} x{padding:.2f} (from /metrics); "
+                f"off/{mode}: x{alone_padding / padding:.2f}"
+            )
     for mode in [mode for mode in runs if mode.startswith("on")] if "off" in runs else []:
         on, off = runs[mode], runs["off"]
         for path in sorted(set(on["latency"]) & set(off["latency"])):

@@ -107,6 +107,13 @@ class Metrics:
             "Seconds per reranker forward batch of the batch scheduler (collate, forward, scores).",
             ["model"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
+        self.forward_tokens = Counter(
+            "rag_rerank_forward_tokens",
+            "Tokens in the reranker forward batches of the batch scheduler: `real` (the pairs' own) "
+            "and `padded` (rows x longest row; padded / real is the padding overhead, which a packed "
+            "CPU forward does not compute).",
+            ["model", "kind"], registry=self.registry,
+        )
         self.registry.register(DatabaseCollector(services))
         self.registry.register(SchedulerCollector(services))
         for scheduler in getattr(services, "schedulers", ()):
@@ -116,6 +123,8 @@ class Metrics:
         self.forward_batch.labels(info.model).observe(info.rows)
         self.forward_batch_requests.labels(info.model).observe(info.requests)
         self.forward_seconds.labels(info.model).observe(info.seconds)
+        self.forward_tokens.labels(info.model, "real").inc(info.tokens)
+        self.forward_tokens.labels(info.model, "padded").inc(info.padded_tokens)
 
     def observe_stages(self, timings_ms: dict) -> None:
         for stage, ms in timings_ms.items():

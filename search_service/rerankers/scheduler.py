@@ -59,6 +59,7 @@ class BatchInfo:
     model: str
     rows: int
     padded_tokens: int  # rows x longest row
+    tokens: int  # the rows' own tokens (padded_tokens / tokens: the padding overhead)
     requests: int  # distinct requests with a pair in the batch
     seconds: float
     error: BaseException | None = None
@@ -328,7 +329,13 @@ class BatchScheduler:
                 if request.remaining == 0 and request.error is None:
                     request.done.set()
         info = BatchInfo(
-            self.name, len(batch), len(batch) * batch[0].length, len(requests), seconds, error
+            self.name,
+            len(batch),
+            len(batch) * batch[0].length,
+            sum(pair.length for pair in batch),
+            len(requests),
+            seconds,
+            error,
         )
         for observer in list(self.observers):
             try:

@@ -64,6 +64,18 @@ def test_a_full_queue_answers_429_overloaded(app_factory, sqlite_url, tiny_reran
     assert 'rag_rerank_queue_pairs{model="tiny-reranker"} 0.0' in metrics
     assert "rag_rate_limited_total 1.0" in metrics  # every 429 counts there too
     assert 'rag_rerank_forward_batch_size_count{model="tiny-reranker"}' in metrics
+    # Two requests were scored, each of the distinct DOCS once: their own tokens, and the padding.
+    pairs = [("what is panda?", doc) for doc in dict.fromkeys(DOCS)]
+    real = 2 * sum(len(f) for f in tiny_reranker.tokenize(pairs, tiny_reranker.max_length))
+    tokens = {
+        kind: float(value)
+        for kind, value in re.findall(
+            r'^rag_rerank_forward_tokens_total{kind="(\w+)",model="tiny-reranker"} (\S+)$',
+            metrics,
+            re.MULTILINE,
+        )
+    }
+    assert tokens["real"] == real and tokens["padded"] >= real
     services.close()
     assert not scheduler._thread.is_alive()
 

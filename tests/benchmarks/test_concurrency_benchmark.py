@@ -50,6 +50,12 @@ def test_concurrency_benchmark_compares_batching_off_and_on(tmp_path):
     for row in rows[1:]:
         assert float(row[2]) > 0 and row[7] == "0"  # requests served, no errors
     assert "on/off throughput" in out
+    padding = {
+        line.split(": ")[1].split()[0]: float(line.split(" x")[1].split()[0])
+        for line in out.splitlines()
+        if line.startswith("padding (padded / real tokens)")
+    }
+    assert set(padding) == {"off", "on"} and all(value >= 1 for value in padding.values())
     diff = float(out.split("max |score on - score off|")[1].split(": ")[1].split()[0])
     assert diff < 1e-4
 
