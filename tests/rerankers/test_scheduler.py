@@ -429,3 +429,37 @@ def test_an_error_at_read_back_fails_only_the_requests_of_its_batch(tiny_reranke
     finally:
         scheduler.close()
     assert scheduler.queued == 0
+
+
+def test_close_on_a_gpu_lets_the_launched_batches_finish(tiny_reranker):
+    """Closing while a batch is read back and the next one is already launched: both finish and
+    reach their request; what is still queued fails with 503."""
+    expected = tiny_reranker.score("q", PASSAGES[:2])
+    events = _record_stages(tiny_reranker, deferred=True)
+    reading, release = threading.Event(), threading.Event()
+    read = tiny_reranker.postprocess
+
+    def slow_read(logits):
+        reading.set()
+        assert release.wait(30)
+        return read(logits)
+
+    tiny_reranker.postprocess = slow_read
+    scheduler, batched, _ = _scheduled(tiny_reranker, max_delay_ms=0, max_batch_size=1)
+    pool = ThreadPoolExecutor(max_workers=3)
+    try:
+        running = pool.submit(batched.score, "q", PASSAGES[:2])
+        assert reading.wait(10)
+        assert events == ["forward", "forward"]  # batch 2 launched while batch 1 is read back
+        queued = pool.submit(batched.score, "q", PASSAGES[2:4])
+        _wait_for(lambda: len(scheduler._pending) == 2)
+        closing = pool.submit(scheduler.close)
+        with pytest.raises(ServiceError) as failed:
+            queued.result(timeout=30)
+        assert failed.value.status == 503
+    finally:
+        release.set()
+    assert running.result(timeout=30) == pytest.approx(expected, abs=1e-5)
+    closing.result(timeout=30)
+    assert not scheduler._thread.is_alive() and scheduler.queued == 0
+    pool.shutdown()
