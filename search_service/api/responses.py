@@ -132,7 +132,9 @@ class SearchResponse(Open):
 
 
 class RerankDocumentOut(Open):
-    text: str
+    """The document as it was sent (a string comes back as `{"text": ...}`)."""
+
+    text: str | None = None
 
 
 class RerankResult(Open):

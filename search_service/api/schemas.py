@@ -181,8 +181,15 @@ class SearchRequest(SearchOptions):
     filter: SearchFilter | None = None
 
 
-class RerankDocument(Strict):
-    text: Annotated[str, StringConstraints(max_length=MAX_PASSAGE_CHARS)]
+class RerankDocument(BaseModel):
+    """A document object (Cohere v1): ranked by its `text`, or by the fields `rank_fields` names;
+    its other fields are kept and come back with `return_documents`."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    text: Annotated[str, StringConstraints(max_length=MAX_PASSAGE_CHARS)] | None = None
+
+
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class RerankRequest(RerankOptions):
@@ -194,6 +201,41 @@ class RerankRequest(RerankOptions):
     top_n: int | None = Field(default=None, ge=1)
     return_documents: bool = False
     raw_scores: bool = False
+    # Cohere's: the fields of document objects to rank on, in order (v1), and a cap on each
+    # document's tokens (v2). max_chunks_per_doc (v1) is refused: see `texts`.
+    rank_fields: list[FieldName] | None = Field(default=None, min_length=1, max_length=32)
+    max_tokens_per_doc: int | None = Field(default=None, ge=1, le=MAX_RERANK_LENGTH)
+    max_chunks_per_doc: int | None = None
 
     def texts(self) -> list[str]:
-        return [d if isinstance(d, str) else d.text for d in self.documents]
+        """The text each document is ranked on: a string as it is; an object's `text`, or with
+        `rank_fields` the one field's value, or several fields as `name: value` lines."""
+        if self.max_chunks_per_doc is not None:
+            _invalid(
+                "max_chunks_per_doc is not supported: a document is cut to the reranker's "
+                "max_length (or max_tokens_per_doc); split long documents and rerank the parts"
+            )
+        fields = self.rank_fields or ["text"]
+        texts = []
+        for index, document in enumerate(self.documents):
+            values = self.document(index)
+            missing = [name for name in fields if not isinstance(values.get(name), str)]
+            if missing:
+                _invalid(
+                    f"documents[{index}] has no string field {missing[0]!r} to rank on"
+                    + ("" if self.rank_fields else " (an object needs `text`, or set rank_fields)")
+                )
+            if len(fields) == 1:
+                texts.append(values[fields[0]])
+            else:
+                texts.append("\n".join(f"{name}: {values[name]}" for name in fields))
+            if len(texts[-1]) > MAX_PASSAGE_CHARS:
+                _invalid(f"documents[{index}] is longer than {MAX_PASSAGE_CHARS} characters")
+        return texts
+
+    def document(self, index: int) -> dict[str, Any]:
+        """Document `index` as given: an object's fields, a string as `{"text": ...}`."""
+        document = self.documents[index]
+        if isinstance(document, str):
+            return {"text": document}
+        return document.model_dump(exclude_unset=True)

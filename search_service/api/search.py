@@ -4,7 +4,7 @@ from search_service.api import parse_body, services
 from search_service.api.schemas import RerankRequest, SearchRequest
 from search_service.errors import InvalidRequestError
 from search_service.retrieval.filters import document_matcher
-from search_service.retrieval.rerank import rerank_response
+from search_service.retrieval.rerank import cut_to_tokens, rerank_response
 
 bp = Blueprint("search", __name__, url_prefix="/v1")
 
@@ -43,14 +43,19 @@ def rerank():
     body = parse_body(RerankRequest)
     rerankers = services().rerankers
     reranker = rerankers.pick(body.model)
+    texts = body.texts()
+    if body.max_tokens_per_doc is not None:
+        texts = cut_to_tokens(reranker, texts, body.max_tokens_per_doc)
+    documents = [body.document(index) for index in range(len(texts))]
     return rerank_response(
         reranker,
         body.model or rerankers.default,
         body.query,
-        body.texts(),
+        texts,
         top_n=body.top_n,
         raw_scores=body.raw_scores,
         return_documents=body.return_documents,
+        documents=documents if body.return_documents else None,
         options=body.for_reranker(reranker),
     )
 

@@ -66,6 +66,8 @@ class DecoderReranker(Reranker):
         except ValueError as error:
             raise ModelLoadError(f"reranker {name!r}: {error}") from error
         self.query_max_length = query_max_length
+        # The model's `tokenizers` backend, safe to share between threads (never reconfigured).
+        self.text_tokenizer = self.inputs._backend
         self.prompt = self.default_prompt if prompt is None else prompt
         super().__init__(
             name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size

@@ -154,6 +154,11 @@ class EncoderReranker(Reranker):
         return reranker
 
     @property
+    def text_tokenizer(self) -> Tokenizer:
+        """The model's `tokenizers` backend, safe to share between threads (never reconfigured)."""
+        return self._backend
+
+    @property
     def max_supported_length(self) -> int | None:
         config = self.config
         positions = getattr(config, "max_position_embeddings", None)
