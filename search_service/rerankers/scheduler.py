@@ -206,11 +206,12 @@ class BatchScheduler:
                 if not batches:
                     with self._cond:
                         round_ = self._next_round(block=in_flight is None)
-                    if not round_:  # closed, or nothing ready while a batch is in flight
-                        if in_flight is None:
-                            return
-                        self._finish(in_flight)
-                        in_flight = None
+                    if round_ is None and in_flight is None:  # closed, nothing in flight
+                        return
+                    if not round_:  # closed, nothing due yet, or every pair's request failed
+                        if in_flight is not None:  # its requests need not wait any longer
+                            self._finish(in_flight)
+                            in_flight = None
                         continue
                     batches = self._cut(round_)
                 launched = self._launch(batches.popleft())

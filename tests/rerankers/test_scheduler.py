@@ -463,3 +463,25 @@ def test_close_on_a_gpu_lets_the_launched_batches_finish(tiny_reranker):
     closing.result(timeout=30)
     assert not scheduler._thread.is_alive() and scheduler.queued == 0
     pool.shutdown()
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["cpu", "gpu"])
+def test_the_worker_survives_a_round_of_only_failed_requests(tiny_reranker, deferred):
+    """A request fails in its first round; its pairs left for the next round are dropped, which
+    leaves that round empty. The worker must go on and serve the next request."""
+    poison = tiny_reranker._backend.encode("poison", add_special_tokens=False).ids
+    _record_stages(tiny_reranker, deferred, poison=poison)
+    expected = tiny_reranker.score("q", ["b"])
+    # One pair per batch and four per round: the 10 pairs need three rounds.
+    scheduler, batched, _ = _scheduled(tiny_reranker, max_batch_size=1, max_delay_ms=0)
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        passages = ["poison " * 30, *(f"passage {i}" for i in range(9))]  # poison is the longest
+        with pytest.raises(RuntimeError, match="injected"):
+            batched.score("q", passages)
+        later = pool.submit(batched.score, "q", ["b"])
+        assert later.result(timeout=30) == pytest.approx(expected, abs=1e-5)
+        _wait_for(lambda: scheduler.queued == 0)
+    finally:
+        scheduler.close()
+        pool.shutdown(wait=False)
