@@ -248,12 +248,10 @@ def padding_alone(args, checkpoint: str, jobs: list[dict]) -> float:
     """Padded / real tokens when each request runs its own batches (RAG_BATCHING=off): its pairs
     sorted longest first and cut as `Reranker._launch_batches` cuts them (32 rows, the device's
     default token budget), each batch padded to its longest pair."""
-    import torch
-
+    from search_service.devices import resolve_dtype
     from search_service.rerankers.base import DEFAULT_BATCH_SIZE, batch_rows, default_token_budget
 
-    dtype = torch.float32 if args.device == "cpu" else torch.float16
-    budget = default_token_budget(args.device, dtype)
+    budget = default_token_budget(args.device, resolve_dtype(None, args.device))  # serve's default
     _config, lengths = rerank_bench.pair_lengths(checkpoint, jobs, 512)
     padded = start = 0
     for job in jobs:

@@ -23,6 +23,7 @@ negligible, one thread, after one untimed round:
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -72,15 +73,10 @@ def request_cost(args, checkpoint: str, jobs: list[dict], token_cache: bool) -> 
     reranker.packed = False  # the padded path, as on a GPU
     reranker.forward = lambda batch: torch.zeros(batch["input_ids"].shape[0])
     client = app.test_client()
-    bodies = iter([])
+    bodies = itertools.cycle({"query": job["query"], "documents": job["passages"]} for job in jobs)
 
     def one() -> None:
-        nonlocal bodies
-        body = next(bodies, None)
-        if body is None:
-            bodies = iter({"query": job["query"], "documents": job["passages"]} for job in jobs)
-            body = next(bodies)
-        assert client.post("/v1/rerank", json=body).status_code == 200
+        assert client.post("/v1/rerank", json=next(bodies)).status_code == 200
 
     return timed(one, args.requests)
 
@@ -94,14 +90,10 @@ def peer_cost(args, checkpoint: str, jobs: list[dict]) -> list[float]:
     model.model.forward = lambda input_ids=None, **_: SequenceClassifierOutput(
         logits=torch.zeros(input_ids.shape[0], 1)
     )
-    turn = iter([])
+    turn = itertools.cycle(jobs)
 
     def one() -> None:
-        nonlocal turn
-        job = next(turn, None)
-        if job is None:
-            turn = iter(jobs)
-            job = next(turn)
+        job = next(turn)
         model.predict([(job["query"], passage) for passage in job["passages"]], batch_size=32)
 
     return timed(one, args.requests)

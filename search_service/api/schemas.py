@@ -217,8 +217,7 @@ class RerankRequest(RerankOptions):
             )
         fields = self.rank_fields or ["text"]
         texts = []
-        for index, document in enumerate(self.documents):
-            values = self.document(index)
+        for index, values in enumerate(self.documents_as_sent()):
             missing = [name for name in fields if not isinstance(values.get(name), str)]
             if missing:
                 _invalid(
@@ -233,9 +232,11 @@ class RerankRequest(RerankOptions):
                 _invalid(f"documents[{index}] is longer than {MAX_PASSAGE_CHARS} characters")
         return texts
 
-    def document(self, index: int) -> dict[str, Any]:
-        """Document `index` as given: an object's fields, a string as `{"text": ...}`."""
-        document = self.documents[index]
-        if isinstance(document, str):
-            return {"text": document}
-        return document.model_dump(exclude_unset=True)
+    def documents_as_sent(self) -> list[dict[str, Any]]:
+        """Each document as given: an object's fields, a string as `{"text": ...}`."""
+        return [
+            {"text": document}
+            if isinstance(document, str)
+            else document.model_dump(exclude_unset=True)
+            for document in self.documents
+        ]

@@ -46,7 +46,6 @@ def rerank():
     texts = body.texts()
     if body.max_tokens_per_doc is not None:
         texts = cut_to_tokens(reranker, texts, body.max_tokens_per_doc)
-    documents = [body.document(index) for index in range(len(texts))]
     return rerank_response(
         reranker,
         body.model or rerankers.default,
@@ -55,7 +54,7 @@ def rerank():
         top_n=body.top_n,
         raw_scores=body.raw_scores,
         return_documents=body.return_documents,
-        documents=documents if body.return_documents else None,
+        documents=body.documents_as_sent() if body.return_documents else None,
         options=body.for_reranker(reranker),
     )
 

@@ -1,5 +1,6 @@
 """`benchmarks/concurrency.py` and `benchmarks/latency.py` run on the tiny checkpoint through a
-real `serve` process and print their tables."""
+real `serve` process and print their tables; `benchmarks/host_cost.py` measures the host side of a
+rerank request, ours and the peer's, and the launch cost of a forward."""
 
 import os
 import subprocess
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def _run(tmp_path, script: str, *arguments: str) -> str:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--size", "tiny", *arguments],
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments],
         capture_output=True,
         check=False,
         text=True,
@@ -29,6 +30,8 @@ def test_concurrency_benchmark_compares_batching_off_and_on(tmp_path):
     out = _run(
         tmp_path,
         "concurrency.py",
+        "--size",
+        "tiny",
         "--seconds",
         "2",
         "--clients",
@@ -61,7 +64,7 @@ def test_concurrency_benchmark_compares_batching_off_and_on(tmp_path):
 
 
 def test_latency_benchmark_splits_a_search(tmp_path):
-    out = _run(tmp_path, "latency.py", "--requests", "5", "--queries", "4", "--passages", "20")
+    out = _run(tmp_path, "latency.py", "--size", "tiny", "--requests", "5", "--queries", "4", "--passages", "20")
     header, _, p50, p95 = [line for line in out.splitlines() if line.startswith("|")]
     columns = [cell.strip() for cell in header.strip("|").split("|")]
     assert columns == [
@@ -95,3 +98,18 @@ def test_concurrency_modes_set_the_batching_environment():
         "RAG_BATCH_MAX_SIZE": "512",
     }
     assert mode_environment("on-serial") == {"RAG_BATCHING": "on", "RAG_BATCH_PIPELINE": "off"}
+
+
+def test_host_cost_prints_every_row(tmp_path):
+    out = _run(
+        tmp_path,
+        "host_cost.py",
+        *("--requests", "4", "--launches", "3", "--layers", "2", "--queries", "3"),
+        *("--passages", "10"),
+    )
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")]
+    assert [row[0] for row in rows[1:]] == ["| request"] * 3 + ["| launch"]
+    assert "token cache off" in rows[2][1] and "CrossEncoder" in rows[3][1]
+    for row in rows[1:]:
+        assert float(row[3]) > 0  # p50 ms
+    assert rows[1][2] == "4" and rows[4][2] == "3"
