@@ -114,15 +114,19 @@ def test_the_readme_runs_top_to_bottom_after_the_demo(tmp_path, tiny_reranker_di
     readme_start = [re.sub(r"\s+#.*$", "", command) for command in commands[:2]]
     assert [line.strip() for line in go_on if line.strip()] == readme_start  # the demo and the README agree
 
-    walk = subprocess.run(["bash", "-c", script(commands, free_port())], check=False, cwd=clone, env=env, capture_output=True,
-                          text=True, timeout=900, start_new_session=True)
+    walk = subprocess.Popen(["bash", "-c", script(commands, free_port())], cwd=clone, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        os.killpg(walk.pid, signal.SIGKILL)  # a server the walk left behind (it stops its own)
-    except ProcessLookupError:
-        pass
-    out = outputs(walk.stdout + "\n", commands)
+        stdout, stderr = walk.communicate(timeout=900)
+    finally:
+        try:
+            os.killpg(walk.pid, signal.SIGKILL)  # a server the walk left behind (it stops its own)
+        except ProcessLookupError:
+            pass
+    (tmp_path / "walk.log").write_text(stdout + "\n--- stderr ---\n" + stderr)  # to read after a failure
+    out = outputs(stdout + "\n", commands)
     failed = list(out)[-1] if out else "(before the first command)"
-    assert walk.returncode == 0, f"README command failed: {failed}\n{walk.stdout[-4000:]}\n{walk.stderr[-4000:]}"
+    assert walk.returncode == 0, f"README command failed: {failed}\n{stdout[-4000:]}\n{stderr[-4000:]}"
 
     by_word = {name: [o for c, o in out.items() if name in c] for name in ("curl", "keys list", "eval", "search-service search")}
     for body in by_word["curl"]:  # every HTTP call answered with a JSON body, none of them an error
