@@ -66,6 +66,8 @@ POLICIES: dict[str, Policy] = {
     "search.search": Policy("read", "json"),
     "search.rerank": Policy("read"),
     "search.rerankers": Policy("read"),
+    "compat.rerank_v2": Policy("read"),  # Cohere v2 (api/compat.py)
+    "compat.rerank_any": Policy("read"),  # TEI's /rerank, or a Cohere body
     "embeddings.embeddings": Policy("read"),
     "embeddings.models": Policy("read"),
     "observability.metrics": Policy("admin"),

@@ -50,7 +50,9 @@ def test_reranker_model_by_id_is_added_first_and_is_the_default():
         "BAAI/bge-reranker-v2-m3",
     )
     explicit = Settings.from_env({"RAG_RERANKERS": "gemma=/m/gemma", "RAG_RERANKER_MODEL": "/m/m3"})
-    assert names_and_default(explicit)[1] == "/m/m3"
+    # loaded from a path: named by its display name (never a path in a response), loaded from it
+    assert names_and_default(explicit)[1] == "m3"
+    assert names_and_default(explicit)[0][0][:2] == ("m3", "/m/m3")
     assert names_and_default(Settings.from_env({"RAG_RERANKER_MODEL": "none"})) == ([], None)
 
 
