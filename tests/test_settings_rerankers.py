@@ -142,7 +142,8 @@ def test_an_empty_path_or_family_is_refused(raw):
 
 def test_cli_model_takes_the_suffix_too():
     spec = pick_reranker_spec(Settings(reranker_model=None), "/m/gemma#family=llm")
-    assert (spec.name, spec.source, spec.family) == ("/m/gemma#family=llm", "/m/gemma", "llm")
+    # named by its display name (the output never shows a path)
+    assert (spec.name, spec.source, spec.family) == ("gemma", "/m/gemma", "llm")
     spec = pick_reranker_spec(Settings(reranker_model=None), "/m/gemma#family=llm", "encoder")
     assert spec.family == "encoder"  # --family wins
 
