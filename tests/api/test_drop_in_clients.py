@@ -149,6 +149,10 @@ def test_llama_index_cohere_rerank_with_its_default_model(server):
     with reranker._client:  # its cohere.ClientV2: closes its connections
         ranked = reranker.postprocess_nodes(nodes, query_str=QUERY)
     same([(int(n.node.id_), n.score) for n in ranked], v1_ranking(server, top_n=3))
+    # Its tokenizer and NLTK data come from the caches it ships (the guard refuses a download).
+    from llama_index.core.utils import get_tokenizer, globals_helper
+
+    assert get_tokenizer()("giant pandas") and "the" in globals_helper.stopwords
 
 
 def test_haystack_tei_ranker(server, tiny_reranker):
