@@ -64,7 +64,7 @@ def outside_connections():
 def server(tmp_path_factory, minilm_path, tiny_reranker_dir, outside_connections):
     """One `serve` for the module (auth on), and a read key made with `keys create`."""
     tmp = tmp_path_factory.mktemp("drop-in")
-    env = {"RAG_AUTH": "on", "RAG_RERANKER_MODEL": str(tiny_reranker_dir), "RAG_BATCHING": "off"}
+    env = {"RAG_AUTH": "on", "RAG_RERANKER_MODEL": str(tiny_reranker_dir)}
     with serve_process(tmp, minilm_path, env=env) as (_process, base, _log):
         created = subprocess.run(
             [str(BIN), "keys", "create", "--name", "clients", "--role", "read", "--collections", "*"],
