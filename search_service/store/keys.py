@@ -120,9 +120,7 @@ def verify_key(session: Session, key: str) -> Principal | None:
     if not hmac.compare_digest(presented.encode(), stored.encode()) or row is None or row.revoked_at is not None:
         return None
     now = datetime.now(UTC)
-    last = row.last_used_at
-    if last is not None and last.tzinfo is None:  # SQLite returns naive datetimes
-        last = last.replace(tzinfo=UTC)
+    last = row.last_used_at  # timezone-aware on every database (models.UTCDateTime)
     if last is None or now - last >= LAST_USED_RESOLUTION:
         row.last_used_at = now
     collections = None if ALL_COLLECTIONS in (row.collections or []) else frozenset(row.collections or [])
