@@ -22,8 +22,8 @@ from tests.support.tenants import ALPHA, BETA, GHOST, running_world
 MAX_UPLOAD = 40_000
 NEST = "[" * 10_000 + "]" * 10_000
 BAD_JSON = {  # raw body -> the field the 400 must name
-    "depth-10000": ('{"x": %s}' % NEST, "body"),
-    "depth-40": ('{"x": %s}' % ("[" * 40 + "]" * 40), "x[0]"),
+    "depth-10000": ('{"x": ' + NEST + "}", "body"),
+    "depth-40": ('{"x": ' + "[" * 40 + "]" * 40 + "}", "x[0]"),
     "nul": ('{"x": "a\\u0000b"}', "x"),
     "surrogate": ('{"x": "\\ud800"}', "x"),
     "nul-key": ('{"a\\u0000": 1}', "key"),
@@ -31,7 +31,7 @@ BAD_JSON = {  # raw body -> the field the 400 must name
     "infinity": ('{"x": Infinity}', "x"),
     "-infinity": ('{"x": -Infinity}', "x"),
     "overflow": ('{"x": 1e400}', "x"),
-    "big-int": ('{"x": 1%s}' % ("0" * 30), "x"),
+    "big-int": ('{"x": 1' + "0" * 30 + "}", "x"),
     "nested-field": ('{"documents": [{"metadata": {"a": 1e400}}]}', "documents[0].metadata.a"),
 }
 

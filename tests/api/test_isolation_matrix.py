@@ -20,7 +20,16 @@ import pytest
 
 from search_service.auth import COLLECTION_FIELDS, POLICIES
 from search_service.store.keys import ROLES
-from tests.support.tenants import ALPHA, BETA, DOCUMENT, FAKE_JOB, GHOST, TEXT, restore, running_world
+from tests.support.tenants import (
+    ALPHA,
+    BETA,
+    DOCUMENT,
+    FAKE_JOB,
+    GHOST,
+    TEXT,
+    restore,
+    running_world,
+)
 
 ENCODINGS = ("json", "json-charset", "text", "form", "none", "multipart")
 BODY_KIND = {"json": "json", "json-charset": "json", "multipart": "multipart"}
