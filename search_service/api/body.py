@@ -61,7 +61,9 @@ def invalid(field_name: str, message: str) -> InvalidRequestError:
     return error
 
 
-def check_text(value: str, field_name: str) -> None:
+def check_text(value: str | None, field_name: str) -> None:
+    if not isinstance(value, str):
+        return  # e.g. a multipart part without a name
     found = BAD_TEXT.search(value)
     if found is not None:
         what = "NUL characters" if found.group() == "\x00" else "lone surrogates"

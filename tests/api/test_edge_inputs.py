@@ -112,6 +112,16 @@ def test_multipart_fields_are_checked(world, fields, field):
     assert_400(response, field)
 
 
+def test_a_multipart_part_without_a_name_is_not_a_500(world):
+    boundary = "b0undary"
+    raw = (f"--{boundary}\r\nContent-Disposition: form-data\r\n\r\nnameless\r\n"
+           f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"n\x00.txt\"\r\n"
+           f"Content-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n").encode()
+    response = world.client.post(f"/v1/collections/{ALPHA}/documents", headers=world.root, data=raw,
+                                 content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 400, response.get_json()
+
+
 @pytest.mark.parametrize("how, value, field", [
     ("json", "/etc/passwd", "documents[0].id"),
     ("json", "line\nbreak", "documents[0].id"),
