@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from search_service.api import parse_body, services
 from search_service.api import search as v1
+from search_service.api.body import current_body
 from search_service.api.compat_schemas import (
     CohereV2RerankRequest,
     TeiRerankRequest,
@@ -43,7 +44,7 @@ def rerank_v2():
 @bp.post("/rerank")
 def rerank_any():
     """TEI's rerank for a body with `texts`; `/v1/rerank` for one with `documents`."""
-    peek = request.get_json(silent=True, cache=True)
+    peek = current_body().json  # parsed once, by the gate (api/body.py)
     if not (isinstance(peek, dict) and "texts" in peek and "documents" not in peek):
         return v1.rerank()
     body = parse_body(TeiRerankRequest)
