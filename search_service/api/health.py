@@ -7,7 +7,8 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    return {"status": "ok"}
+    # auth_required lets a client (the playground) ask for a key before its first API call
+    return {"status": "ok", "auth_required": services().settings.auth_enabled}
 
 
 @bp.get("/readyz")
@@ -17,7 +18,7 @@ def readyz():
     body = {
         "status": "ready" if database else "unavailable",
         "database": database,
-        "embedder": svc.embedder.model_id,
+        "embedder": svc.names.embedder,
         "rerankers": sorted(svc.rerankers.rerankers),
     }
     return jsonify(body), 200 if database else 503
