@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # search_service, also when run from another directory
 
 from search_service.env_values import DISABLED
+from search_service.errors import ConfigurationError
 from search_service.settings import ENVIRONMENT
 from search_service.settings_file import FILE_NAME, read_settings_file, update_settings_file
 
@@ -110,7 +111,10 @@ def main() -> None:
     settings_file = demo_settings_file()
     env = dict(os.environ)
     if settings_file is not None and settings_file.is_file():  # models chosen before, or edited
-        saved = read_settings_file(settings_file, ENVIRONMENT)
+        try:
+            saved = read_settings_file(settings_file, ENVIRONMENT)
+        except ConfigurationError as error:
+            sys.exit(f"error: {error.message}")
         env.update({k: v for k, v in saved.items() if k not in os.environ and k != "RAG_DATA_DIR"})
     mode = choose_models(env)
     env.setdefault("RAG_DATA_DIR", str(Path.cwd() / "data" / f"demo-{mode}"))
