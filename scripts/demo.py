@@ -146,11 +146,12 @@ def main() -> None:
         elapsed = (time.perf_counter() - started) * 1000
         print_results(response, elapsed)
         if args.keep_serving:
+            print_next_steps(settings_file)
             print(f"\nPlayground: {base}/  (collection 'samples'; Ctrl-C stops the server)", flush=True)
             server.wait()
         else:
             print(f"\nFor the playground in a browser: bash scripts/demo.sh --keep-serving, then open {base}/")
-        print_next_steps(settings_file)
+            print_next_steps(settings_file)
     except KeyboardInterrupt:
         pass
     finally:
