@@ -31,6 +31,7 @@ class Services:
     search: SearchPipeline
     ingestion: IngestionPipeline
     schedulers: list = field(default_factory=list)  # one BatchScheduler per loaded reranker
+    ingest_workers: object | None = None  # serve --ingest-workers: ingestion.supervision.WorkerThreads
 
     def close(self) -> None:
         for scheduler in self.schedulers:

@@ -6,6 +6,7 @@ from search_service.api import int_arg, parse_body, services
 from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCreate
 from search_service.auth import visible_collections
 from search_service.errors import InvalidRequestError
+from search_service.observability import request_id
 from search_service.store import collections as store
 from search_service.store.jobs import create_job, job_to_dict, list_jobs
 from search_service.store.models import JOB_STATES
@@ -124,7 +125,7 @@ def upload(name: str):
         job_fields = {"kind": "documents", "payload": payload}
     with svc.database.session() as session:
         collection = svc.ingestion.ensure_collection(session, name)
-        job = create_job(session, collection, **job_fields)
+        job = create_job(session, collection, request_id=request_id(), **job_fields)
         job_id, status = job.id, job.status
     location = url_for("jobs.show", job_id=job_id)
     return {"job_id": job_id, "status": status, "collection": name}, 202, {"Location": location}
@@ -185,4 +186,6 @@ def jobs(name: str):
     with services().database.session() as session:
         collection = store.get_collection(session, name)
         rows, total = list_jobs(session, collection, limit=limit, offset=offset, status=status)
-        return {"jobs": [job_to_dict(job) for job in rows], "total": total, "limit": limit, "offset": offset}
+        warn_s = services().settings.job_unclaimed_warn_s
+        jobs = [job_to_dict(job, unclaimed_warn_s=warn_s) for job in rows]
+        return {"jobs": jobs, "total": total, "limit": limit, "offset": offset}
