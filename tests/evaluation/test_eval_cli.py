@@ -68,11 +68,11 @@ def test_eval_fills_scores_refuses_a_filled_collection_and_reingests(env, tmp_pa
     assert again["ingestion"]["action"] == "reused" and again["queries"] == 2
 
     redone = invoke(env, "eval", "--dataset", str(dataset), "-c", "tiny", "-o", str(out), "--reingest",
-                    "--chunk-tokens", "16", "--chunk-overlap", "4", "--stages", "dense")
+                    "--chunk-tokens", "32", "--chunk-overlap", "4", "--stages", "dense")
     assert redone.exit_code == 0, redone.output
     section = json.loads((out / "eval.json").read_text())["datasets"][0]
     assert section["ingestion"]["action"] == "reingested"
-    assert section["ingestion"]["chunk_tokens"] == 16
+    assert section["ingestion"]["chunk_tokens"] == 32
     chunks = section["ingestion"]["chunks"]
     assert chunks > len(TINY_IDS)  # small chunks: several per document
 
