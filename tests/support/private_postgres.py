@@ -6,9 +6,12 @@ in a temporary directory, so restarting it never disturbs the shared server othe
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 import uuid
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -24,6 +27,22 @@ def _pgserver():
 
 
 class PrivatePostgres:
+    @classmethod
+    @contextmanager
+    def started(cls):
+        """A server in a fresh folder under the system temporary directory (as root, pgserver runs
+        PostgreSQL as a `pgserver` user, who cannot enter pytest's private temporary folders)."""
+        folder = Path(tempfile.mkdtemp(prefix="rag-private-pg-"))
+        folder.chmod(0o755)
+        try:
+            server = cls(folder)
+            try:
+                yield server
+            finally:
+                server.close()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def __init__(self, folder: Path):
         pgserver, self._pgexec = _pgserver()
         self.server = pgserver.get_server(folder / "pgdata", cleanup_mode="delete")
