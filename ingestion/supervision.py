@@ -65,22 +65,28 @@ class WorkerThreads:
         def run() -> None:
             try:
                 worker.run()
-            except BaseException:  # logged here, replaced by the supervisor
+            except BaseException:
                 log.exception("ingestion worker thread %d died", index)
-                raise
 
         thread = threading.Thread(target=run, name=f"ingest-worker-{index}", daemon=True)
         thread.start()
         return worker, thread
 
+    def revive_dead(self) -> int:
+        """Start a new worker in place of each thread that died; how many were restarted."""
+        revived = 0
+        with self._lock:
+            for index, (_, thread) in enumerate(self._slots):
+                if not thread.is_alive() and not self.stopping.is_set():
+                    log.error("ingestion worker thread %d stopped; starting a new one", index)
+                    self._slots[index] = self._launch(index)
+                    self.restarts += 1
+                    revived += 1
+        return revived
+
     def _supervise(self) -> None:
         while not self.stopping.wait(self.check_every_s):
-            with self._lock:
-                for index, (_, thread) in enumerate(self._slots):
-                    if not thread.is_alive() and not self.stopping.is_set():
-                        log.error("ingestion worker thread %d stopped; starting a new one", index)
-                        self._slots[index] = self._launch(index)
-                        self.restarts += 1
+            self.revive_dead()
 
 
 class UnclaimedJobsWatch:

@@ -21,7 +21,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch_op:
         batch_op.add_column(sa.Column("collection_name", sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column("request_id", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("request_id", sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column("run_after", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("error_code", sa.String(length=64), nullable=True))
         batch_op.alter_column("collection_id", existing_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"),

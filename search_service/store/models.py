@@ -143,7 +143,7 @@ class Job(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A transiently failed job waits for its back-off: not claimed before this time.
     run_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    request_id: Mapped[str | None] = mapped_column(String(64))  # the upload's X-Request-ID
+    request_id: Mapped[str | None] = mapped_column(String(128))  # the upload's X-Request-ID
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(

@@ -15,7 +15,16 @@ from ingestion.pipeline import SourceDocument
 from ingestion.worker import Worker
 from search_service.store import collections as store
 from search_service.store.jobs import create_job
-from tests.support.faults import A2, A3, B, BEFORE_COMMIT, PHASES, assert_agreement, job_state, seed_and_queue
+from tests.support.faults import (
+    A2,
+    A3,
+    BEFORE_COMMIT,
+    PHASES,
+    B,
+    assert_agreement,
+    job_state,
+    seed_and_queue,
+)
 
 
 @pytest.fixture
