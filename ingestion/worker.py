@@ -231,15 +231,19 @@ class Worker:
             raise LostLeaseError(job_id)
         job = job_store.get_job(session, job_id)
         report = documents_report(results)
+        result = {
+            "documents": [{"document_id": r.external_id, "status": r.status, "chunks": r.chunks,
+                           "error": r.error} for r in results],
+            "report": report,
+        }
         failed = report["failed"]
         if not failed:
-            job_store.set_job_status(session, job, "indexed", result={"documents": report})
+            job_store.set_job_status(session, job, "indexed", result=result)
             return
         first = failed[0]
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         error = f"{first['code']}: {first['id']}: {first['message']}{more}"
         status = "failed" if len(failed) == len(results) else "indexed_with_errors"
-        job_store.set_job_status(session, job, status, error=error, error_code=first["code"],
-                                 result={"documents": report})
+        job_store.set_job_status(session, job, status, error=error, error_code=first["code"], result=result)
         log.error("job %s %s: %s", job_id, status, first["code"],
                   extra={"job_id": job_id, "request_id": job.request_id, "code": first["code"]})

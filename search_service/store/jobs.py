@@ -239,7 +239,7 @@ def unclaimed_jobs(session: Session, older_than_s: float) -> tuple[int, int]:
 
 
 def job_to_dict(job: Job, *, unclaimed_warn_s: float | None = None) -> dict:
-    report = (job.result or {}).get("documents")
+    report = (job.result or {}).get("report")
     body = {
         "job_id": job.id,
         "status": job.status,

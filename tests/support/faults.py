@@ -45,7 +45,7 @@ def job_state(services, job_id: str) -> dict:
     with services.database.session() as session:
         job = get_job(session, job_id)
         return {"status": job.status, "error_code": job.error_code, "error": job.error,
-                "attempts": job.attempts, "documents": (job.result or {}).get("documents")}
+                "attempts": job.attempts, "documents": (job.result or {}).get("report")}
 
 
 def assert_agreement(services, client, collection: str, expected: dict[str, str] | None) -> None:
