@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 from ingestion.job_errors import CollectionGoneError, classify
 from ingestion.pipeline import IngestionPipeline, IngestResult, SourceDocument
+from search_service.errors import InvalidRequestError
 from search_service.store import jobs as job_store
 from search_service.store.db import Database
 from search_service.store.models import Job
@@ -36,6 +37,15 @@ class LostLeaseError(RuntimeError):
 
 
 def job_documents(job: Job) -> list[SourceDocument]:
+    """The documents a job uploads; an unreadable payload is a permanent `invalid_payload`."""
+    try:
+        return _job_documents(job)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InvalidRequestError("the job's stored upload cannot be read; upload it again",
+                                  code="invalid_payload") from None
+
+
+def _job_documents(job: Job) -> list[SourceDocument]:
     if job.kind == "file":
         return [
             SourceDocument(

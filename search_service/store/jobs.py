@@ -7,6 +7,7 @@ nothing and learns so from a False return, never from an exception in its error 
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -15,6 +16,8 @@ from sqlalchemy.orm import Session
 
 from search_service.errors import NotFoundError
 from search_service.store.models import FINAL_JOB_STATES, Collection, Job, utcnow
+
+log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("parsing", "embedding")
 UNCLAIMED_HINT = (
@@ -80,13 +83,19 @@ def fail_exhausted_jobs(session: Session, max_attempts: int) -> int:
     """Jobs whose worker died on every one of their `max_attempts` tries end as failed."""
     now = utcnow()
     message = f"the worker stopped while processing this job on each of {max_attempts} attempts"
+    exhausted = (Job.status.in_(ACTIVE_STATES), Job.lease_expires_at < now, Job.attempts >= max_attempts)
+    job_ids = list(session.scalars(select(Job.id).where(*exhausted)))
+    if not job_ids:
+        return 0
     failed = session.execute(
         update(Job)
-        .where(Job.status.in_(ACTIVE_STATES), Job.lease_expires_at < now, Job.attempts >= max_attempts)
+        .where(Job.id.in_(job_ids), *exhausted)
         .values(**_ended("failed", "worker_lost", message, now))
         .execution_options(synchronize_session=False)
     ).rowcount
     session.commit()
+    for job_id in job_ids:
+        log.error("job %s failed: worker_lost", job_id, extra={"job_id": job_id, "code": "worker_lost"})
     return failed
 
 

@@ -212,3 +212,11 @@ def test_serve_restarts_a_dead_worker_thread_and_readyz_reports_it(services, cli
     with services.database.session() as session:
         assert store.find_collection(session, "docs") is not None
         assert get_job(session, job_id).status == "indexed"
+
+
+def test_an_unreadable_stored_upload_fails_at_once(services, worker):
+    with services.database.session() as session:
+        target = services.ingestion.ensure_collection(session, "docs")
+        create_job(session, target, kind="documents", payload=b"[{not json")
+    job = worker.run_once()
+    assert (job.status, job.error_code, job.attempts) == ("failed", "invalid_payload", 1)
