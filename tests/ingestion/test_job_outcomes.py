@@ -220,3 +220,20 @@ def test_an_unreadable_stored_upload_fails_at_once(services, worker):
         create_job(session, target, kind="documents", payload=b"[{not json")
     job = worker.run_once()
     assert (job.status, job.error_code, job.attempts) == ("failed", "invalid_payload", 1)
+
+
+def test_a_key_of_a_deleted_collection_still_reads_its_cancelled_job(migrated_url, app_factory):
+    from search_service.store import keys as key_store
+
+    app = app_factory(migrated_url, auth="on")
+    services = app.extensions["search_service"]
+    with services.database.session() as session:
+        writer = key_store.create_key(session, name="w", role="write", collections="docs")[1]
+        admin = key_store.create_key(session, name="a", role="admin", collections="*")[1]
+    client = app.test_client()
+    as_writer, as_admin = {"Authorization": f"Bearer {writer}"}, {"Authorization": f"Bearer {admin}"}
+    job_id = upload(client, {"id": "a", "text": "Queued, then its collection goes."}, headers=as_writer)
+    assert client.delete("/v1/collections/docs", headers=as_admin).status_code == 204
+    shown = client.get(f"/v1/jobs/{job_id}", headers=as_writer)
+    assert shown.status_code == 200 and shown.get_json()["status"] == "cancelled"
+    assert shown.get_json()["error_code"] == "collection_deleted"
