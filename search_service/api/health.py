@@ -7,7 +7,8 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    return {"status": "ok"}
+    # auth_required lets a client (the playground) ask for a key before its first API call
+    return {"status": "ok", "auth_required": services().settings.auth_enabled}
 
 
 @bp.get("/readyz")
@@ -19,7 +20,7 @@ def readyz():
     body = {
         "status": "ready" if ready else "unavailable",
         "database": database,
-        "embedder": svc.embedder.model_id,
+        "embedder": svc.names.embedder,
         "rerankers": sorted(svc.rerankers.rerankers),
         # serve --ingest-workers N: threads configured, alive now, and restarted after dying
         "ingest_workers": workers,

