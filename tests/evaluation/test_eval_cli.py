@@ -66,7 +66,7 @@ def test_eval_fills_scores_refuses_a_filled_collection_and_reingests(env, tmp_pa
     assert "embedding" not in again.stderr
 
     refused = invoke(env, "eval", "--dataset", str(dataset), "--collection", "tiny", "--output", str(out),
-                     "--chunk-tokens", "16", "--chunk-overlap", "4")
+                     "--chunk-tokens", "32", "--chunk-overlap", "4")
     assert refused.exit_code == 1
     assert "already holds 4 documents" in refused.output and "--reingest" in refused.output
     other = write_tiny(tmp_path / "other")
