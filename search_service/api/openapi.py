@@ -20,6 +20,7 @@ from search_service.api import responses as r
 from search_service.api import schemas as s
 from search_service.api.embeddings import EmbeddingsRequest
 from search_service.auth import POLICIES
+from search_service.store.models import JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ OPERATIONS: dict[str, Operation] = {
     "collections.jobs": Operation(
         "List a collection's jobs", r.JobList,
         params=PAGE + (("status", "only jobs in this state",
-                        {"type": "string", "enum": ["pending", "parsing", "embedding", "indexed", "failed"]}),),
+                        {"type": "string", "enum": list(JOB_STATES)}),),
         tags=("jobs",),
     ),
     "jobs.show": Operation("Show an ingestion job", r.Job, tags=("jobs",)),
