@@ -37,6 +37,8 @@ def worker(services):
 
 
 def upload(client, *documents, collection="docs", headers=None):
+    created = client.post("/v1/collections", json={"name": collection}, headers=headers or {})
+    assert created.status_code in (201, 409), created.get_json()  # uploads never create one
     response = client.post(f"/v1/collections/{collection}/documents", json={"documents": list(documents)},
                            headers=headers or {})
     assert response.status_code == 202, response.get_json()
@@ -78,6 +80,8 @@ def test_format_says_how_to_read_a_json_document(client, worker):
 
 
 def test_a_corpus_file_reports_created_replaced_and_unchanged(client, worker):
+    assert client.post("/v1/collections", json={"name": "docs"}).status_code == 201
+
     def send(rows):
         data = make_corpus(rows)
         response = client.post("/v1/collections/docs/documents", data={"file": (io.BytesIO(data), "corpus.jsonl")},
