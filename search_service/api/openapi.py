@@ -19,6 +19,7 @@ from search_service.api import responses as r
 from search_service.api import schemas as s
 from search_service.api.embeddings import EmbeddingsRequest
 from search_service.auth import POLICIES
+from search_service.store.models import JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ OPERATIONS: dict[str, Operation] = {
     "collections.jobs": Operation(
         "List a collection's jobs", r.JobList,
         params=PAGE + (("status", "only jobs in this state",
-                        {"type": "string", "enum": ["pending", "parsing", "embedding", "indexed", "failed"]}),),
+                        {"type": "string", "enum": list(JOB_STATES)}),),
         tags=("jobs",),
     ),
     "jobs.show": Operation("Show an ingestion job", r.Job, tags=("jobs",)),
@@ -68,6 +69,40 @@ ERRORS = {
     400: "invalid request", 401: "missing or invalid API key", 403: "the key's role is insufficient",
     404: "not found (also: a collection this key does not cover)", 413: "body too large",
     429: "rate limited, or the reranker queue is full (`overloaded`); see Retry-After",
+}
+# OpenAPI links: how a client goes on from one answer (create -> upload -> job -> search -> delete).
+# Schemathesis's stateful run follows them; a reader of /docs sees the workflow.
+_NAME = "$response.body#/name"
+_COLLECTION = "$response.body#/collection"
+LINKS: dict[str, dict[str, dict]] = {
+    "collections.create": {
+        "UploadDocuments": {"operationId": "collections_upload", "parameters": {"name": _NAME}},
+        "ShowCollection": {"operationId": "collections_show", "parameters": {"name": _NAME}},
+        "SearchCollection": {"operationId": "search_search", "requestBody": {"collection": _NAME}},
+        "DeleteCollection": {"operationId": "collections_delete_collection", "parameters": {"name": _NAME}},
+    },
+    "collections.upload": {
+        "ShowJob": {"operationId": "jobs_show", "parameters": {"job_id": "$response.body#/job_id"}},
+        "ListJobs": {"operationId": "collections_jobs", "parameters": {"name": _COLLECTION}},
+    },
+    "jobs.show": {
+        "ListDocuments": {"operationId": "collections_documents", "parameters": {"name": _COLLECTION}},
+        "SearchCollection": {"operationId": "search_search", "requestBody": {"collection": _COLLECTION}},
+        "DeleteCollection": {"operationId": "collections_delete_collection", "parameters": {"name": _COLLECTION}},
+    },
+    "collections.documents": {
+        "ShowDocument": {"operationId": "collections_document", "parameters": {
+            "name": "$request.path.name", "document_id": "$response.body#/documents/0/document_id"}},
+        "DeleteDocument": {"operationId": "collections_delete_document", "parameters": {
+            "name": "$request.path.name", "document_id": "$response.body#/documents/0/document_id"}},
+    },
+    "search.search": {
+        "ShowDocument": {"operationId": "collections_document", "parameters": {
+            "name": _COLLECTION, "document_id": "$response.body#/results/0/document_id"}},
+        "DeleteDocument": {"operationId": "collections_delete_document", "parameters": {
+            "name": _COLLECTION, "document_id": "$response.body#/results/0/document_id"}},
+        "DeleteCollection": {"operationId": "collections_delete_collection", "parameters": {"name": _COLLECTION}},
+    },
 }
 RULE_ARG = re.compile(r"<(?:[a-z]+:)?([A-Za-z_]+)>")
 
@@ -127,6 +162,8 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
     success: dict = {"description": "success"}
     if op.response is not None:
         success["content"] = {"application/json": {"schema": refs[op.response.__name__]}}
+    if endpoint in LINKS:
+        success["links"] = LINKS[endpoint]
     elif endpoint == "observability.metrics":
         success["content"] = {"text/plain": {"schema": {"type": "string"}}}
     error = {"content": {"application/json": {"schema": refs["Error"]}}}
@@ -137,6 +174,10 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
         if status in (401, 403) and not needs_key:
             continue
         body["responses"][str(status)] = {"description": description, **error}
+    if op.request is not None:
+        body["responses"]["415"] = {"description": "a content type this operation does not take", **error}
+    if endpoint == "collections.create":
+        body["responses"]["409"] = {"description": "the collection exists", **error}
     if needs_key:
         body["security"] = [{"bearer": []}, {"apiKey": []}]
         if policy is not None:
