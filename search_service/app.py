@@ -8,6 +8,7 @@ from flask import Flask
 
 from search_service.api import register_blueprints
 from search_service.api.errors import register_error_handlers
+from search_service.api.json_provider import StrictJSONProvider
 from search_service.services import Services, build_services
 from search_service.settings import Settings
 
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     # and a path segment that is empty or starts with "/" gets a JSON answer, not an HTML redirect.
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_upload_bytes
-    app.json.sort_keys = False
+    app.json = StrictJSONProvider(app)  # responses are strict JSON: no NaN/Infinity
     app.extensions["search_service"] = services
     register_error_handlers(app)
     install_hooks(app, services)

@@ -114,6 +114,11 @@ class Metrics:
             "CPU forward does not compute).",
             ["model", "kind"], registry=self.registry,
         )
+        self.context_truncated = Counter(
+            "rag_context_truncated_passages",
+            "Passages cut to fit a search's context budget (their citation says `truncated`).",
+            registry=self.registry,
+        )
         self.registry.register(DatabaseCollector(services))
         self.registry.register(SchedulerCollector(services))
         for scheduler in getattr(services, "schedulers", ()):
@@ -248,12 +253,15 @@ def _observe_search(metrics: Metrics, endpoint: str, response) -> None:
     if endpoint == "search.search":
         body = g.get("search_result") or {}
         metrics.observe_stages(body.get("timings_ms") or {})
+        citations = (body.get("context") or {}).get("citations") or []
+        metrics.context_truncated.inc(sum(1 for citation in citations if citation.get("truncated")))
         cache = body.get("cache") or {}
         scored = (cache.get("rerank_hits") or 0) + (cache.get("rerank_misses") or 0)
         if body.get("reranked") and scored:
             metrics.rerank_batch.labels(endpoint).observe(scored)
     else:
-        sent = request.get_json(silent=True, cache=True) or {}
+        parsed = g.get("body")  # the gate's parse (api/body.py); never parsed twice
+        sent = parsed.json if parsed is not None else None
         documents = sent.get("documents") if isinstance(sent, dict) else None
         if isinstance(documents, list):
             metrics.rerank_batch.labels(endpoint).observe(len(documents))

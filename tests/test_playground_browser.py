@@ -3,7 +3,7 @@
 A real waitress server and a real ingestion worker (threads, the session's MiniLM embedder and
 tiny reranker) behind `RAG_AUTH=on`. Needs Debian's `chromium` and `chromium-driver`
 (`scripts/test.sh` installs them with apt-get when missing) and selenium; skips without them.
-The final page is saved as test-artifacts/playground.png.
+The answered page is saved as test-artifacts/playground-results.png, the final one as playground.png.
 """
 
 from __future__ import annotations
@@ -71,6 +71,10 @@ def stack(app_factory, tmp_path, tiny_reranker):
         yield base, key
 
 
+def headers(driver) -> list[str]:
+    return [th.text for th in driver.find_elements("css selector", "#results thead th")]
+
+
 def text_of(driver, element_id: str) -> str:
     return driver.find_element("id", element_id).text
 
@@ -91,6 +95,8 @@ def test_playground_upload_index_search_with_citations(browser, stack, tmp_path)
     try:
         browser.get(f"{base}/")
         wait.until(lambda d: "needs an API key" in text_of(d, "auth-status"))
+        before_key = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert before_key == []  # it asked /healthz whether a key is needed: no 401 before one is entered
 
         by_id("api-key").send_keys(key)
         by_id("key-form").submit()
@@ -127,11 +133,13 @@ def test_playground_upload_index_search_with_citations(browser, stack, tmp_path)
         found = [row.get_attribute("data-document-id") for row in rows]
         assert "lighthouse.md" in found
         row = rows[found.index("lighthouse.md")]
-        cells = [cell.text for cell in row.find_elements("tag name", "td")]
-        assert cells[1].split()[0] == "1"  # the distinctive passage is the dense retriever's first
-        assert cells[3] != "–" and cells[2] != "–"  # dense score and rerank score side by side
-        assert "Skerryvore" in cells[6]
-        assert "reranked by tiny-reranker" in text_of(browser, "search-info")
+        cells = dict(zip(headers(browser), [cell.text for cell in row.find_elements("tag name", "td")]))
+        assert headers(browser) == ["#", "dense rank", "dense score", "rerank score", "score", "document", "passage"]
+        assert cells["dense rank"].split()[0] == "1"  # the distinctive passage is the dense retriever's first
+        assert cells["rerank score"] != "–" and cells["dense score"] != "–"  # side by side
+        assert "Skerryvore" in cells["passage"]
+        assert "Skerryvore lighthouse\n" in cells["passage"]  # the heading keeps its own line
+        assert "dense candidates, reranked by tiny-reranker" in text_of(browser, "search-info")
 
         context = text_of(browser, "context-text")
         assert context.startswith("[1] ") and "Skerryvore" in context
@@ -140,10 +148,41 @@ def test_playground_upload_index_search_with_citations(browser, stack, tmp_path)
         assert any(c.text.startswith("[1] ") for c in citations)
         assert not by_id("error").is_displayed()
 
+        Select(by_id("mode")).select_by_value("hybrid")  # label and columns follow the mode
+        by_id("rerank").click()
+        by_id("search-form").submit()
+        wait.until(lambda d: "hybrid, not reranked (fusion order)" in text_of(d, "search-info"))
+        assert headers(browser) == ["#", "dense rank", "dense score", "sparse rank", "sparse score",
+                                    "fusion score", "score", "document", "passage"]
+        by_id("rerank").click()
+        by_id("search-form").submit()
+        wait.until(lambda d: "hybrid candidates, reranked by tiny-reranker" in text_of(d, "search-info"))
+        assert "rerank score" in headers(browser) and "fusion score" in headers(browser)
+
+        by_id("new-collection").send_keys("second")  # another collection: the old answers go
+        by_id("collection-form").submit()
+        wait.until(lambda d: Select(d.find_element("id", "collection")).first_selected_option.text == "second")
+        assert not by_id("results").is_displayed() and not by_id("context").is_displayed()
+        assert text_of(browser, "search-info") == ""
+        Select(by_id("collection")).select_by_visible_text("playground")
+        by_id("search-form").submit()
+        wait.until(lambda d: d.find_elements("css selector", "#results tbody tr"))
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "playground-results.png"))  # the answered page
+
         problems = [entry["message"] for entry in browser.get_log("browser")
                     if entry["level"] == "SEVERE" and "status of 401" not in entry["message"]
                     and "status of 400" not in entry["message"]]
         assert problems == []  # no CSP violation, no script error
+
+        by_id("api-key").clear()  # a rejected key: nothing of what the last key saw stays
+        by_id("api-key").send_keys("rag_bogus_0000000000000000")
+        by_id("key-form").submit()
+        wait.until(lambda d: "rejected this key" in text_of(d, "auth-status"))
+        assert not by_id("results").is_displayed() and not browser.find_elements("css selector", "#results tbody tr")
+        assert not by_id("context").is_displayed()
+        assert not by_id("jobs").is_displayed() and not browser.find_elements("css selector", "#jobs tbody tr")
     finally:  # the whole page, also when an assertion failed
         height = browser.execute_script("return document.documentElement.scrollHeight")
         browser.set_window_size(1280, min(int(height) + 200, 6000))

@@ -7,7 +7,8 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    return {"status": "ok"}
+    # auth_required lets a client (the playground) ask for a key before its first API call
+    return {"status": "ok", "auth_required": services().settings.auth_enabled}
 
 
 @bp.get("/readyz")

@@ -37,6 +37,8 @@ PAGE = (
     ("limit", "page size", {"type": "integer", "minimum": 1, "maximum": s.MAX_PAGE, "default": 50}),
     ("offset", "rows to skip", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0}),
 )
+DOCUMENT_ID = ("id", "a document id (also one the path form cannot carry, such as '/a')",
+               {"type": "string", "minLength": 1})
 OPERATIONS: dict[str, Operation] = {
     "health.healthz": Operation("Liveness", r.Health, tags=("health",)),
     "health.readyz": Operation("Readiness: models loaded, database reachable", r.Ready, tags=("health",)),
@@ -44,9 +46,16 @@ OPERATIONS: dict[str, Operation] = {
     "collections.create": Operation("Create a collection", r.Collection, s.CollectionCreate, 201, tags=("collections",)),
     "collections.show": Operation("Show a collection", r.Collection, tags=("collections",)),
     "collections.delete_collection": Operation("Delete a collection", None, status=204, tags=("collections",)),
-    "collections.documents": Operation("List documents", r.DocumentList, params=PAGE, tags=("documents",)),
+    "collections.documents": Operation(
+        "List documents; with ?id= show one (any stored id)", r.DocumentList,
+        params=PAGE + (DOCUMENT_ID,), tags=("documents",),
+    ),
     "collections.document": Operation("Show a document with its chunks", r.Document, tags=("documents",)),
     "collections.delete_document": Operation("Delete a document", None, status=204, tags=("documents",)),
+    "collections.delete_document_query": Operation(
+        "Delete the document named by ?id= (any stored id)", None, status=204,
+        params=(DOCUMENT_ID,), tags=("documents",),
+    ),
     "collections.upload": Operation(
         "Queue documents for ingestion (JSON texts or a multipart file)", r.JobAccepted, s.DocumentsCreate, 202,
         multipart=True, tags=("documents",),
@@ -68,6 +77,7 @@ OPERATIONS: dict[str, Operation] = {
 ERRORS = {
     400: "invalid request", 401: "missing or invalid API key", 403: "the key's role is insufficient",
     404: "not found (also: a collection this key does not cover)", 413: "body too large",
+    415: "a body type the endpoint does not take (`unsupported_media_type`)",
     429: "rate limited, or the reranker queue is full (`overloaded`); see Retry-After",
 }
 # OpenAPI links: how a client goes on from one answer (create -> upload -> job -> search -> delete).
@@ -171,7 +181,7 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
     policy = POLICIES.get(endpoint)
     needs_key = auth_on and (policy is None or policy.role is not None)
     for status, description in ERRORS.items():
-        if status in (401, 403) and not needs_key:
+        if (status in (401, 403) and not needs_key) or (status == 415 and op.request is None):
             continue
         body["responses"][str(status)] = {"description": description, **error}
     if op.request is not None:

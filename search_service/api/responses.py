@@ -26,6 +26,7 @@ class Error(Open):
 
 class Health(Open):
     status: str
+    auth_required: bool
 
 
 class Ready(Open):

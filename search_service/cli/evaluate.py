@@ -18,10 +18,15 @@ from search_service.errors import ServiceError
               help="Collection to fill and search (NAME-<folder name> each, with several datasets).")
 @click.option("--split", default="test", show_default=True, help="Which qrels/<split>.tsv to score.")
 @click.option("--reingest", is_flag=True, help="Delete and refill a collection that holds documents.")
-@click.option("--reuse", is_flag=True, help="Search a filled collection as it is (same document ids).")
+@click.option("--reuse", is_flag=True, help="Search a filled collection as it is, whatever its chunk sizes "
+              "(a collection holding exactly the corpus, with the requested sizes, is reused anyway).")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=Path("eval"),
               show_default=True, help="Folder for eval.json, eval.md and runs/*.trec.")
 @click.option("--limit-queries", type=click.IntRange(min=1), help="Only the first N judged queries.")
+@click.option("--corpus-sample", type=click.IntRange(min=1), metavar="N",
+              help="Ingest N documents: every one judged for the chosen queries plus a seeded sample of "
+              "the rest (much faster; the figures are then not comparable with published ones).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --corpus-sample.")
 @click.option("--stages", help="Comma-separated subset of dense,sparse,hybrid,reranked "
               "(default: every stage this service can run).")
 @click.option("--chunk-tokens", type=click.IntRange(min=8), help="Chunk size of a new collection.")
@@ -31,12 +36,13 @@ from search_service.errors import ServiceError
 @click.option("--depth", type=click.IntRange(min=10), default=100, show_default=True,
               help="Chunks retrieved (and reranked) per query.")
 @click.pass_obj
-def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, limit_queries, stages,
-          chunk_tokens, chunk_overlap, truncate, depth):
+def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, limit_queries, corpus_sample,
+          seed, stages, chunk_tokens, chunk_overlap, truncate, depth):
     """Measure retrieval quality (nDCG@10, Recall@10/50/100, MRR@10) on BEIR datasets, per stage."""
     import shlex
 
     from search_service.evaluation import EvalOptions, load_dataset, run_evaluation
+    from search_service.evaluation.metrics import require_pytrec_eval
     from search_service.evaluation.report import markdown, write
     from search_service.evaluation.runner import collection_names
 
@@ -44,7 +50,8 @@ def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, li
         fail("--reingest and --reuse exclude each other")
     wanted = tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else None
     options = EvalOptions(reingest=reingest, reuse=reuse, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
-                          truncate=truncate, depth=depth, limit_queries=limit_queries, stages=wanted)
+                          truncate=truncate, depth=depth, limit_queries=limit_queries, stages=wanted,
+                          corpus_sample=corpus_sample, seed=seed, announce=lambda line: click.echo(line, err=True))
     here = click.get_current_context()
     words = ["search-service", "eval"]
     for param in here.command.params:  # the command line, for the report (global options are in settings)
@@ -55,6 +62,7 @@ def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, li
         words += [flag] if value is True else [w for v in (value if param.multiple else [value]) for w in (flag, str(v))]
     command = shlex.join(words)
     try:
+        require_pytrec_eval()  # before any model loads
         loaded = [load_dataset(path, split) for path in datasets]
         names = collection_names(loaded, collection)
         services = load_services(ctx, with_rerankers=wanted is None or "reranked" in wanted)

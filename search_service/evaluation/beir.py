@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,8 @@ class Dataset:
     corpus: list[CorpusDocument]
     queries: dict[str, str]  # judged queries of the split only, in qrels file order
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    sampled_from: int | None = None  # the full corpus size when `sampled` cut it
+
 
     def limited(self, limit: int | None) -> Dataset:
         """The first `limit` judged queries (all when None); the corpus is kept whole."""
@@ -42,7 +45,21 @@ class Dataset:
             return self
         keep = list(self.queries)[:limit]
         return Dataset(self.name, self.path, self.split, self.corpus,
-                       {q: self.queries[q] for q in keep}, {q: self.qrels[q] for q in keep})
+                       {q: self.queries[q] for q in keep}, {q: self.qrels[q] for q in keep},
+                       self.sampled_from)
+
+    def sampled(self, size: int | None, seed: int = 0) -> Dataset:
+        """The corpus cut to `size` documents: every document judged for the kept queries, plus a
+        seeded random sample of the others (corpus order kept). Figures on a sampled corpus are
+        easier than on the whole one, so they are not comparable with published results."""
+        if size is None or size >= len(self.corpus):
+            return self
+        judged = {doc for judgments in self.qrels.values() for doc in judgments}
+        others = [doc.id for doc in self.corpus if doc.id not in judged]
+        extra = max(0, size - sum(1 for doc in self.corpus if doc.id in judged))
+        keep = judged | set(random.Random(seed).sample(others, min(extra, len(others))))
+        corpus = [doc for doc in self.corpus if doc.id in keep]
+        return Dataset(self.name, self.path, self.split, corpus, self.queries, self.qrels, len(self.corpus))
 
 
 def _bad(path: Path, line: int, why: str) -> InvalidRequestError:

@@ -39,12 +39,16 @@ def dataset_section(d: dict) -> list[str]:
     chunking = f"chunks of {ingestion['chunk_tokens']} tokens, overlap {ingestion['chunk_overlap']}"
     if ingestion.get("truncated_to_tokens"):
         chunking += f"; documents truncated to {ingestion['truncated_to_tokens']} tokens"
+    sampled = ""
+    if d.get("corpus_sampled_from"):
+        sampled = (f" **Corpus sampled: {d['corpus_documents']} of {d['corpus_sampled_from']} documents "
+                   "(every judged one kept); not comparable with published figures.**")
     lines = [
         f"## {d['dataset']} ({d['split']})",
         "",
         (f"{d['queries']} queries, {ingestion['documents']} documents ({ingestion['failed']} failed) "
          f"in {ingestion['chunks']} chunks; collection `{d['collection']}` ({ingestion['action']}, "
-         f"{ingestion['seconds']} s); {chunking}; top {d['depth']} chunks per query, merged by document."),
+         f"{ingestion['seconds']} s); {chunking}; top {d['depth']} chunks per query, merged by document.{sampled}"),
         "",
         "| stage | " + " | ".join(DEFAULT_METRICS) + " | ms/query |",
         "| --- |" + " ---: |" * (len(DEFAULT_METRICS) + 1),

@@ -17,7 +17,7 @@ import dataclasses
 import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
@@ -26,6 +26,7 @@ from ingestion.pipeline import SourceDocument
 from ingestion.tokens import private_backend
 from search_service.errors import ConflictError, InvalidRequestError
 from search_service.evaluation.beir import CorpusDocument, Dataset
+from search_service.evaluation.estimate import estimate_embedding
 from search_service.evaluation.metrics import evaluate, require_pytrec_eval
 from search_service.store import collections as store
 from search_service.store.models import Document
@@ -105,7 +106,10 @@ class EvalOptions:
     depth: int = DEFAULT_DEPTH
     limit_queries: int | None = None
     stages: tuple[str, ...] | None = None
+    corpus_sample: int | None = None  # judged documents + a seeded sample of the rest, this many
+    seed: int = 0
     progress: bool = True
+    announce: Callable[[str], None] | None = None  # hears what a long step will do before it starts
 
 
 @dataclass
@@ -167,14 +171,17 @@ def prepare_collection(services, dataset: Dataset, name: str, options: EvalOptio
         collection = store.find_collection(session, name)
         documents = store.collection_counts(session, collection)[0] if collection else 0
         if collection is not None and documents and not options.reingest:
-            if not options.reuse:
-                raise ConflictError(
-                    f"collection {name!r} already holds {documents} documents; pass --reingest to "
-                    "delete and refill it from the dataset, --reuse to evaluate it as it is, or "
-                    "name another --collection",
-                    code="collection_not_empty",
-                )
-            return _check_reusable(session, collection, dataset)
+            # the same corpus with the same chunk sizes is reused without being asked to
+            if options.reuse or not (_differs(collection, ingestion, options)
+                                     or _stored_ids(session, collection) != _corpus_ids(dataset)):
+                return _check_reusable(session, collection, dataset)
+            raise ConflictError(
+                f"collection {name!r} already holds {documents} documents, not exactly the corpus "
+                f"of {dataset.name} with the requested chunk sizes; pass --reingest to delete and "
+                "refill it from the dataset, --reuse to evaluate it as it is, or name another "
+                "--collection",
+                code="collection_not_empty",
+            )
         if collection is not None and (options.reingest or _differs(collection, ingestion, options)):
             if not options.reingest:
                 raise ConflictError(
@@ -198,6 +205,9 @@ def prepare_collection(services, dataset: Dataset, name: str, options: EvalOptio
     texts = [doc.full_text for doc in dataset.corpus]
     if truncated_to is not None:
         texts = truncate_to_tokens(services.embedder.tokenizer, texts, truncated_to)
+    estimate = estimate_embedding(services.embedder, texts, chunk_tokens, chunk_overlap)
+    if options.announce:
+        options.announce(estimate.message())
     started = time.perf_counter()
     results = ingestion.ingest(name, source_documents(dataset.corpus, texts, dataset), progress=options.progress)
     seconds = time.perf_counter() - started
@@ -213,6 +223,7 @@ def prepare_collection(services, dataset: Dataset, name: str, options: EvalOptio
         "chunk_overlap": chunk_overlap,
         "truncated_to_tokens": truncated_to,
         "seconds": round(seconds, 2),
+        "estimated_seconds": round(estimate.seconds, 2),
     }
 
 
@@ -223,11 +234,18 @@ def _differs(collection, ingestion, options: EvalOptions) -> bool:
     return wanted != (collection.chunk_tokens, collection.chunk_overlap)
 
 
-def _check_reusable(session, collection, dataset: Dataset) -> dict:
+def _stored_ids(session, collection) -> set[str]:
     from sqlalchemy import select
 
-    stored = set(session.scalars(select(Document.external_id).where(Document.collection_id == collection.id)))
-    wanted = {doc.id for doc in dataset.corpus}
+    return set(session.scalars(select(Document.external_id).where(Document.collection_id == collection.id)))
+
+
+def _corpus_ids(dataset: Dataset) -> set[str]:
+    return {doc.id for doc in dataset.corpus}
+
+
+def _check_reusable(session, collection, dataset: Dataset) -> dict:
+    stored, wanted = _stored_ids(session, collection), _corpus_ids(dataset)
     if stored != wanted:
         raise ConflictError(
             f"collection {collection.name!r} does not hold exactly the corpus of {dataset.name} "
@@ -276,7 +294,12 @@ def run_stage(services, dataset: Dataset, collection: str, stage: Stage, options
 def evaluate_dataset(services, dataset: Dataset, collection: str, options: EvalOptions) -> dict:
     """Ingest if needed, run each stage, and return the dataset's report section (JSON-ready)."""
     stages, skipped = select_stages(services, options.stages)
-    dataset = dataset.limited(options.limit_queries)
+    dataset = dataset.limited(options.limit_queries).sampled(options.corpus_sample, options.seed)
+    if dataset.sampled_from is not None and options.announce:
+        options.announce(
+            f"{dataset.name}: a sample of {len(dataset.corpus):,} of its {dataset.sampled_from:,} "
+            "documents (every judged one kept); the figures are not comparable with published ones"
+        )
     ingestion = prepare_collection(services, dataset, collection, options)
     results = {stage.name: run_stage(services, dataset, collection, stage, options) for stage in stages}
     return {
@@ -285,6 +308,7 @@ def evaluate_dataset(services, dataset: Dataset, collection: str, options: EvalO
         "split": dataset.split,
         "collection": collection,
         "corpus_documents": len(dataset.corpus),
+        "corpus_sampled_from": dataset.sampled_from,
         "queries": len(dataset.queries),
         "depth": options.depth,
         "ingestion": ingestion,
@@ -317,7 +341,7 @@ def run_evaluation(services, datasets: Sequence[tuple[Dataset, str]], options: E
             "device": settings.device,
             "database": settings.database_url.split(":", 1)[0],
         },
-        "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "progress"},
+        "options": {k: v for k, v in dataclasses.asdict(options).items() if k not in ("progress", "announce")},
         "datasets": [evaluate_dataset(services, dataset, name, options) for dataset, name in datasets],
     }
 

@@ -24,12 +24,16 @@ neither download from the hub nor read a local directory.
 from __future__ import annotations
 
 import copy
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ingestion.tokens import private_backend
 from search_service.errors import InvalidRequestError
+
+log = logging.getLogger(__name__)
 
 MAX_LOADED_TOKENIZERS = 8
 
@@ -131,16 +135,22 @@ class ContextTokenizers:
         return _require_fast(name, tokenizer)
 
     def counter(self, name: str | None) -> tuple[str, Callable[[str], int], Callable[[str, int], str]]:
-        """(name, count(text), prefix(text, n tokens)) for the named tokenizer."""
+        """(name, count(text), prefix(text, n tokens)) for the named tokenizer.
+
+        The Rust backend counts with truncation off: a text longer than the model's maximum is
+        counted whole (packing cuts it on purpose, `truncated` in its citation), without the
+        transformers warning about indexing errors that does not apply to a count.
+        """
         name, tokenizer, lock = self.get(name)
+        backend = private_backend(tokenizer)
 
         def count(text: str) -> int:
             with lock:
-                return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+                return len(backend.encode(text, add_special_tokens=False).ids)
 
         def prefix(text: str, tokens: int) -> str:
             with lock:
-                offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+                offsets = backend.encode(text, add_special_tokens=False).offsets
             return text[: offsets[tokens - 1][1]] if tokens > 0 and offsets else ""
 
         return name, count, prefix
@@ -258,4 +268,6 @@ def _truncated(passage: dict, budget: int, count, prefix) -> tuple[str, int, lis
     citation = block.citation(1)
     citation["end"] = passage["start"] + len(text)
     citation["truncated"] = True
+    log.debug("context: passage %s of %s cut to %d of its %d characters to fit %d tokens",
+              passage.get("chunk_id"), passage["document_id"], len(text), len(passage["text"]), budget)
     return f"[1] {text}", used, [citation]

@@ -111,6 +111,7 @@ async function refreshCollections(select) {
         : "This server needs an API key (RAG_AUTH=on): paste one above.";
       $("collection").replaceChildren();
       $("collection-info").textContent = "";
+      clearKeyView();
     }
     throw err;
   }
@@ -133,6 +134,7 @@ async function refreshCollections(select) {
 }
 
 function describeCollection() {
+  if (shownFor !== null && shownFor !== $("collection").value) clearResults();
   const option = $("collection").selectedOptions[0];
   $("collection-info").textContent = option
     ? `${option.dataset.documents} document(s), ${option.dataset.chunks} chunk(s); embedder ${option.dataset.embedder}`
@@ -231,21 +233,75 @@ function movement(result) {
   return "";
 }
 
-function showResults(body) {
+// The collection the results on the page answered for; other results are cleared away.
+let shownFor = null;
+
+function clearResults() {
+  shownFor = null;
+  $("results").hidden = true;
+  $("results").tHead.replaceChildren();
+  $("results").tBodies[0].replaceChildren();
+  $("context").hidden = true;
+  $("search-info").textContent = "";
+}
+
+// A key change: nothing the previous key was shown stays on the page.
+function clearKeyView() {
+  clearResults();
+  $("jobs").hidden = true;
+  $("jobs").tBodies[0].replaceChildren();
+}
+
+const present = (results, field) => results.some((r) => r[field] !== null && r[field] !== undefined);
+
+// Columns of the result table: those whose values this response carries, in pipeline order.
+function resultColumns(body) {
+  const results = body.results;
+  const columns = [{ title: "#", tip: "final rank", value: (r) => r.rank }];
+  if (present(results, "dense_rank")) {
+    columns.push({ title: "dense rank", tip: "rank among the dense (vector) candidates",
+      value: (r) => (r.dense_rank === null ? null : `${r.dense_rank}${movement(r)}`), moved: true });
+    columns.push({ title: "dense score", tip: "cosine similarity", value: (r) => fixed(r.dense_score) });
+  }
+  if (present(results, "sparse_rank")) {
+    columns.push({ title: "sparse rank", tip: "rank among the BM25 candidates", value: (r) => r.sparse_rank });
+    columns.push({ title: "sparse score", tip: "BM25 score", value: (r) => fixed(r.sparse_score) });
+  }
+  if (present(results, "fusion_score")) {
+    columns.push({ title: "fusion score", tip: "the hybrid fusion of the dense and sparse lists",
+      value: (r) => fixed(r.fusion_score, 5) });
+  }
+  if (body.reranked) columns.push({ title: "rerank score", tip: "reranker logit", value: (r) => fixed(r.rerank_score) });
+  columns.push({ title: "score", tip: "returned score", value: (r) => fixed(r.score) });
+  return columns;
+}
+
+function orderLabel(body) {
+  const mode = body.mode || "dense";
+  if (body.reranked) return `${mode} candidates, reranked by ${body.reranker}`;
+  return `${mode}, not reranked (${mode === "hybrid" ? "fusion" : mode} order)`;
+}
+
+function showResults(body, collection) {
   const table = $("results");
+  const columns = resultColumns(body);
+  const head = table.tHead.insertRow();
+  for (const column of [...columns, { title: "document" }, { title: "passage" }]) {
+    const th = document.createElement("th");
+    th.textContent = column.title;
+    if (column.tip) th.title = column.tip;
+    head.append(th);
+  }
   const rows = table.tBodies[0];
-  rows.replaceChildren();
   for (const result of body.results) {
     const row = rows.insertRow();
     row.dataset.documentId = result.document_id;
     row.dataset.rank = result.rank;
-    cell(row, result.rank, "num");
-    const dense = cell(row, result.dense_rank === null ? null : `${result.dense_rank}${movement(result)}`, "num");
-    if (result.dense_rank !== null && result.dense_rank > result.rank) dense.classList.add("up");
-    if (result.dense_rank !== null && result.dense_rank < result.rank) dense.classList.add("down");
-    cell(row, fixed(result.dense_score), "num");
-    cell(row, fixed(result.rerank_score), "num");
-    cell(row, fixed(result.score), "num");
+    for (const column of columns) {
+      const td = cell(row, column.value(result), "num");
+      if (column.moved && result.dense_rank !== null && result.dense_rank > result.rank) td.classList.add("up");
+      if (column.moved && result.dense_rank !== null && result.dense_rank < result.rank) td.classList.add("down");
+    }
     const where = cell(row, result.document_id);
     where.append(document.createElement("br"), Object.assign(document.createElement("small"), {
       className: "muted", textContent: `chars ${result.start}–${result.end}`,
@@ -254,11 +310,11 @@ function showResults(body) {
     cell(row, text, "passage").title = result.text;
   }
   table.hidden = body.results.length === 0;
+  shownFor = collection;
   const timings = body.timings_ms || {};
   const stages = ["embed", "search", "sparse", "rerank", "context"]
     .filter((s) => timings[s]).map((s) => `${s} ${timings[s].toFixed(0)}`).join(", ");
-  $("search-info").textContent = `${body.results.length} passage(s) · mode ${body.mode || "dense"} · ` +
-    (body.reranked ? `reranked by ${body.reranker}` : "not reranked (dense order)") +
+  $("search-info").textContent = `${body.results.length} passage(s) · ${orderLabel(body)}` +
     ` · ${(timings.total || 0).toFixed(0)} ms${stages ? ` (${stages})` : ""}`;
 }
 
@@ -292,15 +348,17 @@ function showContext(context) {
 async function search() {
   const query = $("query").value.trim();
   if (!query) throw new ApiError(0, "no_query", "type a question first");
-  const body = { collection: selectedCollection(), query, top_k: 5 };
+  const collection = selectedCollection();
+  const body = { collection, query, top_k: 5 };
   const budget = parseInt($("budget").value, 10);
   if (budget > 0) body.context_budget_tokens = budget;
   if ($("mode").value) body.mode = $("mode").value;
   if (!$("rerank").checked) body.rerank = false;
+  clearResults();
   $("search-info").textContent = "searching…";
   try {
     const response = await api("POST", "v1/search", { json: body });
-    showResults(response);
+    showResults(response, collection);
     showContext(response.context);
     clearError();
   } catch (err) {
@@ -316,12 +374,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("remember-key").checked = Boolean(localStorage.getItem(KEY_NAME));
   $("key-form").addEventListener("submit", guarded(async () => {
     saveKey($("api-key").value.trim(), $("remember-key").checked);
+    clearKeyView();
     await refreshCollections();
     await loadRerankers();
   }));
   $("forget-key").addEventListener("click", guarded(async () => {
     saveKey("", false);
     $("api-key").value = "";
+    clearKeyView();
     await refreshCollections();
   }));
   $("refresh-collections").addEventListener("click", guarded(() => refreshCollections()));
@@ -336,6 +396,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("upload-form").addEventListener("submit", guarded(upload));
   $("search-form").addEventListener("submit", guarded(search));
   guarded(async () => {
+    if (!storedKey()) {
+      const health = await api("GET", "healthz"); // open: says whether keys are needed
+      if (health.auth_required) {
+        $("auth-status").textContent = "This server needs an API key (RAG_AUTH=on): paste one above.";
+        return; // nothing else to ask before a key is entered
+      }
+    }
     try {
       await refreshCollections();
     } catch (err) {

@@ -72,7 +72,7 @@ def test_invalid_multipart_metadata(client):
 
 
 def test_health_endpoints(client):
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/healthz").get_json() == {"status": "ok", "auth_required": False}  # this app: auth off
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["database"] is True
 

@@ -247,3 +247,32 @@ def test_modes_and_options_are_validated(app):
         assert response.status_code == 400, (body, response.get_json())
         if field:
             assert field in response.get_json()["error"]["message"]
+
+
+def test_context_longer_than_the_tokenizer_limit_is_counted_quietly(app, caplog):
+    """Packing counts whole texts on purpose: no transformers 'indexing errors' warning; the
+    passages it cuts are counted in /metrics instead."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    client = app.test_client()
+    def truncated_total() -> float:
+        lines = client.get("/metrics").get_data(as_text=True).splitlines()
+        return float(next(line.split()[-1] for line in lines if line.startswith("rag_context_truncated_passages_total")))
+
+    sentences = [f"Shelf {i} of the archive keeps volume snapshots of rack {i * 7} in the vault." for i in range(120)]
+    ingest(app, "archive", {"archive.txt": " ".join(sentences)})
+    before = truncated_total()
+    hf_logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            wide = search(client, collection="archive", query="volume snapshots vault", top_k=10, candidates=30,
+                          context_budget_tokens=4000, rerank=False)["context"]
+            tiny = search(client, query="volume snapshots vault", context_budget_tokens=5, rerank=False)["context"]
+    finally:
+        hf_logging.disable_propagation()
+    assert wide["tokens"] > 512  # past all-MiniLM-L6-v2's model_max_length
+    assert not [r for r in caplog.records if "sequence length is longer" in r.getMessage()]
+    assert tiny["citations"][0]["truncated"] is True
+    assert truncated_total() == before + 1

@@ -57,9 +57,23 @@ def test_eval_fills_scores_refuses_a_filled_collection_and_reingests(env, tmp_pa
     run = (out / "runs" / "tiny.dense.trec").read_text().splitlines()
     assert run[0].split()[:4] == ["q-panda.md", "Q0", "panda.md", "1"]
 
-    refused = invoke(env, "eval", "--dataset", str(dataset), "--collection", "tiny", "--output", str(out))
+    assert "embedding 4 chunks of 4 documents: about " in result.stderr  # said before embedding
+    assert section["ingestion"]["estimated_seconds"] > 0
+
+    again = invoke(env, "eval", "--dataset", str(dataset), "--collection", "tiny", "--output", str(out))
+    assert again.exit_code == 0, again.output  # the same corpus, same sizes: reused, not refilled
+    assert json.loads((out / "eval.json").read_text())["datasets"][0]["ingestion"]["action"] == "reused"
+    assert "embedding" not in again.stderr
+
+    refused = invoke(env, "eval", "--dataset", str(dataset), "--collection", "tiny", "--output", str(out),
+                     "--chunk-tokens", "16", "--chunk-overlap", "4")
     assert refused.exit_code == 1
     assert "already holds 4 documents" in refused.output and "--reingest" in refused.output
+    other = write_tiny(tmp_path / "other")
+    with (other / "corpus.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"_id": "extra", "title": "", "text": "Something else entirely."}) + "\n")
+    refused = invoke(env, "eval", "--dataset", str(other), "--collection", "tiny", "--output", str(out))
+    assert refused.exit_code == 1 and "not exactly the corpus of other" in refused.output
 
     reused = invoke(env, "eval", "--dataset", str(dataset), "-c", "tiny", "-o", str(out), "--reuse",
                     "--stages", "dense", "--limit-queries", "2")
@@ -94,3 +108,30 @@ def test_eval_rejects_bad_requests(env, tmp_path):
         result = invoke(env, "eval", "--dataset", str(dataset), "-c", "tiny", "-o", str(tmp_path / "o"), *args)
         assert result.exit_code == 1, args
         assert message in result.output, (args, result.output)
+
+
+def test_eval_corpus_sample_keeps_judged_documents_and_says_so(env, tmp_path):
+    dataset = write_tiny(tmp_path / "tiny")
+    with (dataset / "corpus.jsonl").open("a", encoding="utf-8") as handle:
+        for i in range(30):
+            handle.write(json.dumps({"_id": f"filler-{i}", "title": "", "text": f"Filler note number {i}."}) + "\n")
+    out = tmp_path / "out"
+    assert invoke(env, "migrate").exit_code == 0
+    args = ["eval", "--dataset", str(dataset), "-c", "sampled", "-o", str(out), "--stages", "dense",
+            "--limit-queries", "2", "--corpus-sample", "6", "--seed", "3"]
+    result = invoke(env, *args)
+    assert result.exit_code == 0, result.output
+    section = json.loads((out / "eval.json").read_text())["datasets"][0]
+    assert (section["corpus_documents"], section["corpus_sampled_from"]) == (6, 34)
+    assert section["ingestion"]["documents"] == 6
+    assert "a sample of 6 of its 34 documents" in result.stderr and "not comparable" in result.stderr
+    assert "Corpus sampled: 6 of 34 documents" in (out / "eval.md").read_text()
+    runs = (out / "runs" / "tiny.dense.trec").read_text().splitlines()
+    retrieved = {line.split()[2] for line in runs}
+    assert {"panda.md", "volcano.txt"} <= retrieved  # the two chosen queries' judged documents
+    fillers = retrieved - set(TINY_IDS)
+    assert len(fillers) == 4  # the seeded sample of the rest, no more
+
+    again = invoke(env, *args)  # the same seed draws the same sample: reused as it is
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "eval.json").read_text())["datasets"][0]["ingestion"]["action"] == "reused"
