@@ -172,10 +172,10 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
     success: dict = {"description": "success"}
     if op.response is not None:
         success["content"] = {"application/json": {"schema": refs[op.response.__name__]}}
-    if endpoint in LINKS:
-        success["links"] = LINKS[endpoint]
     elif endpoint == "observability.metrics":
         success["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    if endpoint in LINKS:
+        success["links"] = LINKS[endpoint]
     error = {"content": {"application/json": {"schema": refs["Error"]}}}
     body["responses"] = {str(op.status): success}
     policy = POLICIES.get(endpoint)
@@ -184,8 +184,6 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
         if (status in (401, 403) and not needs_key) or (status == 415 and op.request is None):
             continue
         body["responses"][str(status)] = {"description": description, **error}
-    if op.request is not None:
-        body["responses"]["415"] = {"description": "a content type this operation does not take", **error}
     if endpoint == "collections.create":
         body["responses"]["409"] = {"description": "the collection exists", **error}
     if needs_key:
