@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 pytestmark = pytest.mark.slow
-MAX_EXAMPLES = 25  # per operation and mode; both databases
+MAX_EXAMPLES = 20  # per operation and mode; both databases
 STATEFUL_EXAMPLES = 6
 HYPOTHESIS = {"deadline": None, "database": None, "derandomize": True, "suppress_health_check": list(HealthCheck)}
 
