@@ -202,6 +202,17 @@ def test_multipart_parts_without_a_name(app):
         one_error_shape(None, response, None)
 
 
+def test_a_doubled_slash_is_not_redirected_to_another_document(app):
+    """DELETE .../documents/%2Fa was a 308 to .../documents/a, which clients follow with DELETE."""
+    client = app.test_client()
+    for method in ("DELETE", "GET"):
+        response = client.open("/v1/collections/docs/documents/%2Fa", method=method)
+        assert response.status_code == 404, response.status_code
+        one_error_shape(None, response, None)
+    assert client.get("/v1/collections/docs/documents/a").status_code == 200
+    assert client.get("/v1/collections//docs").status_code == 404
+
+
 ODD_VALUES = ["\x00", "a\x00b", "a/b", "/lead", "%", "%25", "%2F", "100%", "ü名前🙂", "..", ".", " ", "a b", "\n",
               "x" * 5000, "é" * 3000]
 RAW_ODD = ["%ED%A0%80", "%FF%FE", "%C0%AF"]  # a lone surrogate and invalid UTF-8, sent as raw escapes
