@@ -85,6 +85,8 @@ POLICIES: dict[str, Policy] = {
     "search.search": Policy("read", "json", JSON),
     "search.rerank": Policy("read", None, JSON),
     "search.rerankers": Policy("read"),
+    "compat.rerank_v2": Policy("read", None, JSON),  # Cohere v2 (api/compat.py)
+    "compat.rerank_any": Policy("read", None, JSON),  # TEI's /rerank, or a Cohere body
     "embeddings.embeddings": Policy("read", None, JSON),
     "embeddings.models": Policy("read"),
     "observability.metrics": Policy("admin", unscoped=True),

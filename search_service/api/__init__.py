@@ -41,6 +41,7 @@ def int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
 def register_blueprints(app: Flask) -> None:
     from search_service.api import (
         collections,
+        compat,
         docs,
         embeddings,
         health,
@@ -50,5 +51,5 @@ def register_blueprints(app: Flask) -> None:
         search,
     )
 
-    for module in (health, collections, jobs, search, embeddings, metrics, docs, playground):
+    for module in (health, collections, jobs, search, compat, embeddings, metrics, docs, playground):
         app.register_blueprint(module.bp)

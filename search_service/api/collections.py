@@ -8,6 +8,7 @@ from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCrea
 from search_service.auth import visible_collections
 from search_service.errors import InvalidRequestError
 from search_service.identifiers import validate_document_id
+from search_service.model_names import display_name
 from search_service.store import collections as store
 from search_service.store.jobs import create_job, job_to_dict, list_jobs
 from search_service.store.models import JOB_STATES
@@ -18,7 +19,7 @@ bp = Blueprint("collections", __name__, url_prefix="/v1/collections")
 def collection_to_dict(collection, documents: int, chunks: int) -> dict:
     return {
         "name": collection.name,
-        "embedder_model": collection.embedder_model,
+        "embedder_model": display_name(collection.embedder_model),  # stored as loaded; shown by name
         "dimension": collection.dimension,
         "chunk_tokens": collection.chunk_tokens,
         "chunk_overlap": collection.chunk_overlap,

@@ -15,6 +15,7 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from search_service.api import compat_schemas as c
 from search_service.api import responses as r
 from search_service.api import schemas as s
 from search_service.api.embeddings import EmbeddingsRequest
@@ -69,6 +70,14 @@ OPERATIONS: dict[str, Operation] = {
     "jobs.show": Operation("Show an ingestion job", r.Job, tags=("jobs",)),
     "search.search": Operation("Two-stage search: retrieve, rerank, top-k", r.SearchResponse, s.SearchRequest, tags=("search",)),
     "search.rerank": Operation("Rerank documents (Cohere/Jina-compatible)", r.RerankResponse, s.RerankRequest, tags=("search",)),
+    "compat.rerank_v2": Operation(
+        "Rerank documents (Cohere v2: cohere.ClientV2, LangChain and LlamaIndex CohereRerank)",
+        c.CohereV2RerankResponse, c.CohereV2RerankRequest, tags=("search",),
+    ),
+    "compat.rerank_any": Operation(
+        "Rerank (text-embeddings-inference with `texts`: a bare array; Cohere with `documents`: as /v1/rerank)",
+        c.RerankAnyResponse, c.RerankAnyRequest, tags=("search",),
+    ),
     "search.rerankers": Operation("Loaded rerankers and their options", r.RerankerList, tags=("models",)),
     "embeddings.embeddings": Operation("Embeddings (OpenAI-compatible)", r.EmbeddingsResponse, EmbeddingsRequest, tags=("models",)),
     "embeddings.models": Operation("Loaded models with family and device", r.ModelList, tags=("models",)),
@@ -139,12 +148,13 @@ def _cap(schema: dict, prop: str, key: str, value: int) -> None:
 
 
 def _apply_caps(components: dict, settings) -> None:
-    for name in ("SearchRequest", "RerankRequest"):
+    for name in ("SearchRequest", "RerankRequest", "CohereV2RerankRequest", "TeiRerankRequest"):
         schema = components.get(name, {})
         _cap(schema, "query", "maxLength", settings.max_query_chars)
         _cap(schema, "top_k", "maximum", settings.max_top_k)
         _cap(schema, "candidates", "maximum", settings.max_candidates)
         _cap(schema, "documents", "maxItems", settings.max_rerank_documents)
+        _cap(schema, "texts", "maxItems", settings.max_rerank_documents)
     _cap(components.get("EmbeddingsRequest", {}), "input", "maxItems", settings.max_embedding_inputs)
 
 

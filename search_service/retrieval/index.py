@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from search_service.errors import DimensionMismatchError
+from search_service.model_names import display_name
 from search_service.retrieval.ann import (
     DEFAULT_EF_SEARCH,
     DEFAULT_NPROBE,
@@ -111,9 +112,9 @@ class IndexManager:
         if len(vector) != collection.dimension:
             raise DimensionMismatchError(
                 f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors "
-                f"from {collection.embedder_model}; the configured embedder gives {len(vector)}-"
-                f"dimensional ones: serve it with RAG_EMBEDDER_MODEL={collection.embedder_model}, "
-                "or re-ingest it into a new collection"
+                f"from {display_name(collection.embedder_model)}; the configured embedder gives "
+                f"{len(vector)}-dimensional ones: serve it with RAG_EMBEDDER_MODEL="
+                f"{display_name(collection.embedder_model)}, or re-ingest it into a new collection"
             )
         with self._lock:
             return self.get(session, collection).search(vector, k, allowed_ids)
