@@ -153,6 +153,8 @@ VALID_BODIES = {
     "search_search": lambda n: {"collection": "docs", "query": "what do pandas eat"},
     "search_rerank": lambda n: {"query": "what do pandas eat", "documents": ["Pandas eat bamboo."]},
     "embeddings_embeddings": lambda n: {"input": "pandas"},
+    "compat_rerank_v2": lambda n: {"model": "tiny", "query": "what do pandas eat", "documents": ["Pandas eat bamboo."]},
+    "compat_rerank_any": lambda n: {"query": "what do pandas eat", "texts": ["Pandas eat bamboo."]},
 }
 
 
