@@ -2,7 +2,7 @@
 
 Rules are the operations clients run (create and delete collections; upload as JSON, as a file and
 as `.jsonl`; replace; delete documents; read) and two faults (SIGKILL the worker and restart it;
-delete a collection while its job runs). `scripts/soak.py`'s `Driver` checks each answer and keeps
+delete a collection while its job runs). `scripts/driver.py`'s `Driver` checks each answer and keeps
 the plain Python model; after each drain it checks that every document the model holds is listed,
 fetchable with its latest text and found by a search for a token unique to it, that nothing deleted
 or replaced comes back in any list, fetch or search, that job states agree, and that the worker is
@@ -29,7 +29,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from scripts.soak import DOCUMENT_IDS, Client, Deployment, Driver
+from scripts.driver import DOCUMENT_IDS, Driver
+from scripts.live import Client, Deployment
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("RAG_STATEFUL_SEED") or random.SystemRandom().randrange(2**31))
