@@ -77,7 +77,7 @@ POLICIES: dict[str, Policy] = {
     "collections.documents": Policy("read", "url"),
     "collections.document": Policy("read", "url"),
     "collections.jobs": Policy("read", "url"),
-    "collections.upload": Policy("write", "url", ("json", "multipart"), creates=True),
+    "collections.upload": Policy("write", "url", ("json", "multipart")),  # into an existing collection
     "collections.delete_document": Policy("write", "url"),
     "collections.delete_document_query": Policy("write", "url"),
     "collections.delete_collection": Policy("admin", "url"),

@@ -54,7 +54,13 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(log_format: str) -> None:
-    """Switch the root handlers to JSON lines (`RAG_LOG_FORMAT=json`) for serve and worker."""
+    """One format on one stream for serve and worker: JSON lines (`RAG_LOG_FORMAT=json`) or the
+    CLI's text lines, and no progress bars (model loading's would break the lines)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
     if log_format != "json":
         return
     root = logging.getLogger()

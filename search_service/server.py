@@ -43,7 +43,6 @@ def serve(app, *, host: str, port: int, threads: int, shutdown_timeout: float, i
         state["signal"] = signal.Signals(signum).name
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    log.info("serving on http://%s:%s with %d threads", host, port, threads)
     try:
         while True:
             server.asyncore.loop(timeout=0.2, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
@@ -113,5 +112,4 @@ def serve_gunicorn(load_app, *, host: str, port: int, threads: int, workers: int
         def load(self):
             return load_app()
 
-    log.info("serving on http://%s with gunicorn: %d worker(s) x %d threads", bind, workers, threads)
     Application().run()

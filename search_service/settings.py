@@ -96,6 +96,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # allowed browser origins; ("*",) allows any
     log_format: str = "json"  # json | text, for serve and worker
     shutdown_timeout_seconds: float = 30.0  # SIGTERM: how long in-flight requests may finish
+    settings_file: Path | None = None  # the file `from_env` read under the environment, if any
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -219,8 +220,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        """Options (`overrides`) > environment > settings file (settings_file.py) > defaults."""
+        from search_service.settings_file import read_settings_file, settings_file_path
+
         env = os.environ if environ is None else environ
-        values: dict = {}
+        path = settings_file_path(env, process=environ is None)
+        if path is not None:
+            env = {**read_settings_file(path, ENVIRONMENT), **env}
+        values: dict = {"settings_file": path}
         for name, (attr, parse) in ENVIRONMENT.items():
             if name in env:
                 parsed = parse(name, env[name])

@@ -10,6 +10,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A developer's ./search-service.env (written by the demo) must not reach the processes tests
+# start; the tests of the file itself name theirs.
+os.environ["RAG_SETTINGS_FILE"] = "none"
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "RAG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

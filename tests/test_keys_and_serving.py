@@ -90,6 +90,7 @@ def test_serve_with_ingest_workers_indexes_uploads(tmp_path, minilm_path):
     env = {"RAG_WORKER_POLL_SECONDS": "0.2"}
     with serve_process(tmp_path, minilm_path, "--ingest-workers", "1", env=env) as (server, base, log):
         deadline = time.time() + 120
+        assert requests.post(f"{base}/v1/collections", json={"name": "notes"}, timeout=30).status_code == 201
         upload = requests.post(f"{base}/v1/collections/notes/documents", timeout=30,
                                files={"file": ("lighthouse.md", b"# Lighthouse\n\nThe keeper trims the lamp wick at dusk.")})
         assert upload.status_code == 202, upload.text
@@ -103,7 +104,7 @@ def test_serve_with_ingest_workers_indexes_uploads(tmp_path, minilm_path):
         assert hits[0]["document_id"] == "lighthouse.md"
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
-        assert "1 ingestion worker thread(s) started" in log.read_text()
+        assert "ingestion workers: 1" in log.read_text()  # the start-up summary
 
 
 def test_ingest_workers_refused_with_gunicorn():

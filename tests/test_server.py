@@ -72,6 +72,7 @@ def stack(tmp_path, minilm_path, tiny_reranker_dir):
 
 def test_upload_index_and_search_over_http(stack, tiny_reranker):
     jobs = []
+    assert requests.post(f"{stack}/v1/collections", json={"name": "docs"}, timeout=30).status_code == 201
     for name, text in DOCUMENTS.items():
         response = requests.post(f"{stack}/v1/collections/docs/documents", files={"file": (name, text.encode())}, timeout=30)
         assert response.status_code == 202

@@ -117,7 +117,8 @@ def document(name: str, document_id: str):
 
 @bp.post("/<name>/documents")
 def upload(name: str):
-    """Queue documents for the worker: a multipart file upload or a JSON list of texts."""
+    """Queue documents for the worker: a multipart file upload or a JSON list of texts, into a
+    collection that exists (404 `collection_not_found` otherwise; a typo never makes a new one)."""
     svc = services()
     store.validate_collection_name(name)
     if current_body().kind == "multipart":
@@ -132,7 +133,8 @@ def upload(name: str):
         payload = json.dumps([d.model_dump() for d in body.documents]).encode()
         job_fields = {"kind": "documents", "payload": payload}
     with svc.database.session() as session:
-        collection = svc.ingestion.ensure_collection(session, name)
+        collection = store.get_collection(session, name)  # 404: creating stays explicit (POST /v1/collections)
+        svc.ingestion.check_compatible(collection)
         job = create_job(session, collection, **job_fields)
         job_id, status = job.id, job.status
     location = url_for("jobs.show", job_id=job_id)

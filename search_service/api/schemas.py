@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from search_service.errors import InvalidRequestError
 
@@ -28,7 +28,21 @@ FAMILY_OPTIONS = (
     "compress_layers",
 )
 
-Query = Annotated[str, StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the query is empty or only whitespace")
+    return value
+
+
+# A query must hold something to search for: whitespace only is a 400 (`pattern` tells clients).
+Query = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_QUERY_CHARS),
+    AfterValidator(_not_blank),
+    Field(json_schema_extra={"pattern": r"\S"}),
+]
 CollectionName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
@@ -175,7 +189,11 @@ class SearchRequest(SearchOptions):
     query: Query
     top_k: int | None = Field(default=None, ge=1, le=MAX_TOP_K)
     candidates: int | None = Field(default=None, ge=1, le=MAX_CANDIDATES)
-    rerank: bool | None = None
+    rerank: bool | None = Field(
+        default=None,
+        description="null (default): rerank when a reranker is loaded; true: rerank (400 "
+        "`reranker_not_configured` without one); false: the candidates' own order",
+    )
     reranker: str | None = None
     rerank_options: RerankOptions | None = None
     filter: SearchFilter | None = None

@@ -34,6 +34,11 @@ def _search_rerank_options(body: SearchRequest, svc) -> dict | None:
         return None
     if body.rerank is False:
         raise InvalidRequestError("rerank_options need reranking; drop them or send rerank: true")
+    if not svc.rerankers.rerankers:
+        raise InvalidRequestError(
+            "rerank_options need a reranker and none is loaded (RAG_RERANKER_MODEL=none); drop them",
+            code="reranker_not_configured",
+        )
     return body.rerank_options.for_reranker(svc.rerankers.pick(body.reranker))
 
 

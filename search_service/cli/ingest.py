@@ -29,7 +29,7 @@ def collect_files(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--collection", "-c", required=True, help="Collection name (created if missing).")
+@click.option("--collection", "-c", required=True, help="Collection name (created if missing; HTTP uploads need an existing one).")
 @click.pass_obj
 def ingest(ctx: Context, paths, collection):
     """Parse, chunk, embed and index files or folders (txt, md, html, pdf, docx, corpus.jsonl)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from search_service.cli.base import Context, fail, load_services, main
@@ -30,15 +28,11 @@ def serve(ctx: Context, host, port, threads, server_kind, workers, ingest_worker
         fail("--workers needs --server gunicorn (waitress serves one process; run several behind a balancer)")
     if ingest_workers and server_kind == "gunicorn":
         fail("--ingest-workers runs with waitress only; beside gunicorn run `search-service worker`")
-    from search_service.auth import startup_warning
+    from search_service.cli.startup import log_startup
     from search_service.observability import configure_logging
 
     settings = ctx.settings.replace(host=host, port=port)
     configure_logging(settings.log_format)
-    warning = startup_warning(settings)
-    if warning:
-        logging.getLogger("search_service.auth").warning(warning)
-        click.echo(f"WARNING: {warning}", err=True)
     if server_kind == "gunicorn":
         _serve_gunicorn(settings, threads, workers)
         return
@@ -48,7 +42,7 @@ def serve(ctx: Context, host, port, threads, server_kind, workers, ingest_worker
     services = load_services(Context(settings))
     app = create_app(services=services)
     runners = _start_ingest_workers(services, settings, ingest_workers)
-    click.echo(f"serving on http://{settings.host}:{settings.port}", err=True)
+    log_startup(settings, services, server=f"waitress, {threads} threads", ingest_workers=ingest_workers)
     try:
         run_server(app, host=settings.host, port=settings.port, threads=threads,
                    shutdown_timeout=settings.shutdown_timeout_seconds)
@@ -69,8 +63,6 @@ def _start_ingest_workers(services, settings: Settings, count: int) -> list:
         thread = threading.Thread(target=runner.run, name=f"ingest-worker-{index}", daemon=True)
         thread.start()
         runners.append((runner, thread))
-    if count:
-        click.echo(f"{count} ingestion worker thread(s) started", err=True)
     return runners
 
 
@@ -78,6 +70,7 @@ def _serve_gunicorn(settings: Settings, threads: int, workers: int) -> None:
     """gunicorn: the schema is checked here; each worker process loads the models after the fork."""
     import importlib.util
 
+    from search_service.cli.startup import log_startup
     from search_service.server import serve_gunicorn
     from search_service.store.db import Database, require_migrated
 
@@ -97,6 +90,6 @@ def _serve_gunicorn(settings: Settings, threads: int, workers: int) -> None:
 
         return create_app(services=build_services(settings))
 
-    click.echo(f"serving on http://{settings.host}:{settings.port} (gunicorn, {workers} x {threads} threads)", err=True)
+    log_startup(settings, server=f"gunicorn, {workers} worker(s) x {threads} threads")
     serve_gunicorn(load_app, host=settings.host, port=settings.port, threads=threads, workers=workers,
                    shutdown_timeout=settings.shutdown_timeout_seconds)

@@ -62,8 +62,8 @@ class RerankerSet:
     def pick(self, name: str | None):
         if not self.rerankers:
             raise InvalidRequestError(
-                "no reranker is configured (RAG_RERANKER_MODEL=none); set RAG_RERANKER_MODEL to "
-                "enable reranking or send rerank: false",
+                "no reranker is loaded (RAG_RERANKER_MODEL=none): start the server with "
+                "RAG_RERANKER_MODEL or RAG_RERANKERS naming a reranker (hub id or local directory)",
                 code="reranker_not_configured",
             )
         return self.rerankers[self.resolve(name)]
@@ -149,7 +149,15 @@ class SearchPipeline:
         mode = check_mode(mode or self.default_mode)
         method = self.sparse.resolve(sparse_method) if mode != "dense" else None
         fusion = _fusion(fusion) if mode == "hybrid" else None
-        use_reranker = bool(self.rerankers.rerankers) if rerank is None else rerank
+        if rerank is None:  # null: rerank when a reranker is loaded (or one is named)
+            rerank = bool(self.rerankers.rerankers) or reranker is not None
+        if rerank and not self.rerankers.rerankers:
+            raise InvalidRequestError(
+                "rerank: true needs a reranker and none is loaded (RAG_RERANKER_MODEL=none); leave "
+                "rerank out to search without one, or start the server with RAG_RERANKER_MODEL set",
+                code="reranker_not_configured",
+            )
+        use_reranker = rerank
         model = self.rerankers.pick(reranker) if use_reranker else None
         reranker_name = self.rerankers.resolve(reranker) if model is not None else None
         counter = self.context_tokenizers.counter(context_tokenizer) if context_budget_tokens else None

@@ -38,6 +38,10 @@ def assert_error(response, status, code):
         ("post", "/v1/search", {"json": {"collection": "docs", "query": "q", "rerank": True}}, 400, "reranker_not_configured"),
         ("post", "/v1/rerank", {"json": {"query": "q", "documents": ["a"]}}, 400, "reranker_not_configured"),
         ("post", "/v1/rerank", {"json": {"query": "q", "documents": []}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": " \t\n "}}, 400, "invalid_request"),
+        ("post", "/v1/rerank", {"json": {"query": "   ", "documents": ["a"]}}, 400, "invalid_request"),
+        ("post", "/v1/search", {"json": {"collection": "docs", "query": "q", "rerank_options": {"max_length": 64}}}, 400, "reranker_not_configured"),
+        ("post", "/v1/collections/missing/documents", {"json": {"documents": [{"id": "a", "text": "t"}]}}, 404, "collection_not_found"),
         ("get", "/v1/collections/missing", {}, 404, "collection_not_found"),
         ("get", "/v1/collections/missing/documents", {}, 404, "collection_not_found"),
         ("get", "/v1/collections/missing/documents/x", {}, 404, "collection_not_found"),
@@ -92,3 +96,26 @@ def test_a_collection_of_another_dimension_is_409_not_500(client):
     for mode in ("sparse", "hybrid"):  # sparse alone never embeds the query: it still works
         response = client.post("/v1/search", json={"collection": "other", "query": "pandas", "mode": mode, "rerank": False})
         assert response.status_code == (200 if mode == "sparse" else 409), response.get_json()
+
+
+def test_upload_to_a_missing_collection_is_404_and_creates_nothing(client):
+    data = {"file": (io.BytesIO(b"hello"), "a.txt")}
+    response = client.post("/v1/collections/typo/documents", data=data, content_type="multipart/form-data")
+    assert_error(response, 404, "collection_not_found")
+    assert client.get("/v1/collections/typo").status_code == 404
+    assert client.post("/v1/collections", json={"name": "typo"}).status_code == 201  # creating is explicit
+    data = {"file": (io.BytesIO(b"hello"), "a.txt")}
+    assert client.post("/v1/collections/typo/documents", data=data, content_type="multipart/form-data").status_code == 202
+
+
+def test_without_a_reranker_each_endpoint_says_what_to_do(client):
+    """`rerank` left out searches without one; explicit true, or /v1/rerank, gets a fitting 400."""
+    client.post("/v1/collections", json={"name": "docs"})
+    response = client.post("/v1/search", json={"collection": "docs", "query": "pandas"})
+    assert response.status_code == 200 and response.get_json()["reranked"] is False
+    message = client.post("/v1/search", json={"collection": "docs", "query": "q", "rerank": True}).get_json()
+    assert "leave rerank out" in message["error"]["message"]
+    message = client.post("/v1/rerank", json={"query": "q", "documents": ["a"]}).get_json()["error"]["message"]
+    assert "RAG_RERANKER_MODEL" in message and "rerank: false" not in message and "rerank" in message
+    message = client.post("/v1/search", json={"collection": "docs", "query": " "}).get_json()["error"]["message"]
+    assert "whitespace" in message

@@ -23,6 +23,7 @@ def loaded(app, client):
         {"id": name, "text": text, "metadata": {"kind": name.split(".")[1], "rank": i}, "source": f"src/{name}"}
         for i, (name, text) in enumerate(DOCUMENTS.items())
     ]
+    client.post("/v1/collections", json={"name": "docs"})
     client.post("/v1/collections/docs/documents", json={"documents": documents})
     assert Worker(services.database, services.ingestion).run_once().status == "indexed"
     return client
