@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
@@ -36,9 +37,11 @@ pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("RAG_STATEFUL_SEED") or random.SystemRandom().randrange(2**31))
 EXAMPLES = int(os.environ.get("RAG_STATEFUL_EXAMPLES", "3"))
 STEPS = int(os.environ.get("RAG_STATEFUL_STEPS", "14"))
+MIN_STEPS = min(STEPS, 10)  # hypothesis starts with short runs; a few examples must still do something
 SHRINK = os.environ.get("RAG_STATEFUL_SHRINK") == "1"  # minutes on live processes; the steps print anyway
 COLLECTIONS = 2
 
+OPERATIONS: Counter = Counter()  # rules run, printed with the seed
 collection = st.integers(0, COLLECTIONS - 1)
 document = st.sampled_from(DOCUMENT_IDS)
 documents = st.lists(document, min_size=1, max_size=3, unique=True)
@@ -85,6 +88,7 @@ class ServiceMachine(RuleBasedStateMachine):
     def do(self, operation, *args):
         """Run one driver operation; `broken` stays set if it raised, so the teardown's own check
         does not replace the rule's exception."""
+        OPERATIONS[operation.__name__] += 1
         self.broken = True
         operation(*args)
         self.broken = False
@@ -158,6 +162,7 @@ def test_nothing_is_lost(deployment):
     """Random operations and faults against live processes; the model and the service agree."""
     ServiceMachine.deployment = deployment
     started, before = time.time(), ServiceMachine.examples
+    OPERATIONS.clear()
 
     @seed(SEED)
     def factory():
@@ -168,12 +173,13 @@ def test_nothing_is_lost(deployment):
             max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
             phases=[Phase.generate, Phase.shrink] if SHRINK else [Phase.generate], suppress_health_check=list(HealthCheck),
             report_multiple_bugs=False,
-        ))
+        ), _min_steps=MIN_STEPS)
     except BaseException as exc:
         exc.add_note(f"reproduce with RAG_STATEFUL_SEED={SEED} (examples {EXAMPLES}, steps {STEPS}); "
                      f"logs in {deployment.data_dir}")
         print(f"stateful test failed: RAG_STATEFUL_SEED={SEED}")
         raise
     assert deployment.worker_deaths == [], deployment.log("worker")[-3000:]
+    assert sum(OPERATIONS.values()) >= EXAMPLES * MIN_STEPS  # the runs really ran
     print(f"stateful: {ServiceMachine.examples - before} runs (seed {SEED}) in {time.time() - started:.1f} s, "
-          f"worker starts {deployment.worker_starts}")
+          f"worker starts {deployment.worker_starts}, operations {dict(OPERATIONS)}")
