@@ -44,7 +44,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from concurrency import BIN, default_embedder, free_port  # the service command, the embedder
 
-TERMINAL = ("indexed", "failed")
+TERMINAL = ("indexed", "indexed_with_errors", "failed", "cancelled")  # a job's final states
 PAGE = 500
 
 TOPICS = {
@@ -232,8 +232,8 @@ def seed(client: Client, collection: str, count: int, rng: random.Random, timeou
         job = client.call("GET", f"/v1/jobs/{job_id}").json()
         if job["status"] == "indexed":
             return
-        if job["status"] == "failed":
-            sys.exit(f"seeding failed: {job['error']}")
+        if job["status"] in TERMINAL:
+            sys.exit(f"seeding ended {job['status']}: {job['error']}")
         time.sleep(0.3)
     sys.exit("seeding did not finish in time: is a worker running?")
 

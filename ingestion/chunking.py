@@ -26,7 +26,8 @@ from ingestion.tokens import private_backend, token_offsets
 if TYPE_CHECKING:
     from ingestion.parsers import Section
 
-MIN_CHUNK_TOKENS = 8
+MIN_CHUNK_TOKENS = 8  # what the chunker can do
+MIN_COLLECTION_CHUNK_TOKENS = 32  # what a collection may ask for (overlap: at most half of it)
 DEFAULT_MAX_CHUNK_TOKENS = 512
 _VERIFY_BATCH = 64  # chunks planned ahead, then re-tokenized as one batch
 

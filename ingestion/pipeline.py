@@ -11,7 +11,8 @@ import numpy as np
 from sqlalchemy import select
 from tqdm.auto import tqdm
 
-from ingestion.chunking import Chunker, default_chunk_size
+from ingestion.chunking import MIN_COLLECTION_CHUNK_TOKENS, Chunker, default_chunk_size
+from ingestion.job_errors import CollectionGoneError
 from ingestion.parsers import ParseError
 from ingestion.prepare import ParseLimits, PreparedDocument, SourceDocument, chunk_rows, expand
 from search_service.errors import DimensionMismatchError, InvalidRequestError
@@ -52,6 +53,11 @@ class IngestionPipeline:
             self.embedder.max_seq_length, self.embedder.num_special_tokens
         )
         tokens = chunk_tokens or self.chunk_tokens or default_tokens
+        if tokens < MIN_COLLECTION_CHUNK_TOKENS:
+            raise InvalidRequestError(
+                f"chunk size {tokens} is below the minimum of {MIN_COLLECTION_CHUNK_TOKENS} tokens",
+                code="invalid_chunk_size",
+            )
         if tokens > limit:
             raise InvalidRequestError(
                 f"chunk size {tokens} exceeds what {display_name(self.embedder.model_id)} embeds without truncation "
@@ -61,9 +67,10 @@ class IngestionPipeline:
         overlap = chunk_overlap if chunk_overlap is not None else self.chunk_overlap
         if overlap is None:
             overlap = min(default_overlap, tokens // 4)
-        if overlap >= tokens:
+        if overlap > tokens // 2:
             raise InvalidRequestError(
-                f"chunk overlap {overlap} must be smaller than the chunk size {tokens}", code="invalid_chunk_size"
+                f"chunk overlap {overlap} must be at most half the chunk size {tokens} "
+                f"({tokens // 2})", code="invalid_chunk_size"
             )
         return tokens, overlap
 
@@ -104,16 +111,31 @@ class IngestionPipeline:
         progress: bool = False,
         on_stage: Callable[[str], None] | None = None,
         finalize: Callable[[object, list[IngestResult]], None] | None = None,
+        collection_id: int | None = None,
     ) -> list[IngestResult]:
         """Ingest `documents`; unchanged ones are skipped, failed ones reported, not raised.
 
-        `on_stage` hears "embedding" once parsing is done; `finalize(session, results)` runs inside
-        the transaction that stores the chunks (the worker commits its job state there).
+        `on_stage` hears "parsing" once the stored documents are read, "embedding" once parsing
+        is done, "storing" before the transaction that
+        stores the chunks and "committed" after it; `finalize(session, results)` runs inside that
+        transaction (the worker commits its job state there). With `collection_id` (a queued
+        job's) the collection must still be that one: it is never created, and a deleted one
+        raises `CollectionGoneError`.
+
+        A document that another writer deleted, created or replaced while this call ran is not
+        overwritten: it is reported `failed` with code `document_changed`.
         """
+        stage = on_stage or (lambda _stage: None)
         with self.database.session() as session:
-            collection = self.ensure_collection(session, collection_name)
-            chunker = Chunker(self.embedder.tokenizer, collection.chunk_tokens, collection.chunk_overlap)
+            if collection_id is None:
+                collection = self.ensure_collection(session, collection_name)
+            else:
+                collection = self._same_collection(session, collection_name, collection_id)
+                self.check_compatible(collection)
+            overlap = min(collection.chunk_overlap, collection.chunk_tokens // 2)
+            chunker = Chunker(self.embedder.tokenizer, collection.chunk_tokens, overlap)
             stored = self._stored(session, collection, [d.external_id for d in documents])
+        stage("parsing")
         results: list[IngestResult] = []
         items: list[PreparedDocument] = []
         for source in tqdm(documents, desc="parsing", unit="doc", disable=not progress or len(documents) < 2):
@@ -130,8 +152,7 @@ class IngestionPipeline:
                 item.unchanged = True
             if not item.unchanged:
                 item.chunks = chunk_rows(item, chunker)
-        if on_stage:
-            on_stage("embedding")
+        stage("embedding")
         to_embed = [item for item in items if not item.unchanged]
         texts = [chunk["text"] for item in to_embed for chunk in item.chunks]
         vectors = self.embedder.embed(texts, kind="passage", show_progress=progress and len(texts) > 0)
@@ -139,27 +160,45 @@ class IngestionPipeline:
             weights = self.sparse_head.encode(texts)
             for chunk, weight in zip((chunk for item in to_embed for chunk in item.chunks), weights):
                 chunk["sparse"] = weight
+        stage("storing")
         with self.database.session() as session:
-            collection = store.get_collection(session, collection_name)
+            collection = self._same_collection(session, collection_name, collection.id)
             self.check_compatible(collection)
-            offset = 0
+            offset, written = 0, set()
             for item in items:
                 document = store.find_document(session, collection, item.external_id)
+                count = 0 if item.unchanged else len(item.chunks)
+                if item.external_id not in written and _changed_meanwhile(stored.get(item.external_id), document):
+                    offset += count
+                    results.append(IngestResult(
+                        item.external_id, "failed", error_code="document_changed",
+                        error="the document was deleted or replaced while this upload was being "
+                              "processed; it was left as it is (upload it again to replace it)"))
+                    continue
                 if item.unchanged:
                     if document is not None and item.metadata:
                         document.meta = item.metadata
                     results.append(IngestResult(item.external_id, "unchanged"))
                     continue
-                count = len(item.chunks)
                 status = "updated" if document is not None else "added"
                 self._store(session, collection, document, item, vectors[offset : offset + count])
+                written.add(item.external_id)
                 offset += count
                 results.append(IngestResult(item.external_id, status, chunks=count))
             if finalize:
                 finalize(session, results)
+        stage("committed")
         if to_embed:
             self.save_snapshot(collection_name)
         return results
+
+    @staticmethod
+    def _same_collection(session, name: str, collection_id: int) -> Collection:
+        """The collection `name`, if it is still the one with `collection_id`."""
+        collection = session.get(Collection, collection_id, populate_existing=True)
+        if collection is None or collection.name != name:
+            raise CollectionGoneError(f"collection {name!r} was deleted")
+        return collection
 
     @staticmethod
     def _stored(session, collection: Collection, external_ids: list[str]) -> dict[str, Document]:
@@ -173,12 +212,14 @@ class IngestionPipeline:
         return found
 
     def save_snapshot(self, collection_name: str) -> None:
-        """Best effort: the chunks are committed, so a failed snapshot only costs a catch-up later."""
+        """Best effort: the chunks are committed, so a failed snapshot (a full disk, the database
+        restarting, the collection deleted meanwhile) only costs readers a catch-up later."""
         try:
             with self.database.session() as session:
                 self.indexes.save_snapshot(session, store.get_collection(session, collection_name))
-        except OSError as exc:
-            log.warning("could not write the index snapshot of %s (%s); readers rebuild it from the database", collection_name, exc)
+        except Exception as exc:  # noqa: BLE001 - the ingestion itself has succeeded
+            log.warning("could not write the index snapshot of %s (%s); readers rebuild it from "
+                        "the database", collection_name, type(exc).__name__)
 
     @staticmethod
     def _store(session, collection: Collection, document: Document | None, item: PreparedDocument, vectors: np.ndarray) -> None:
@@ -192,3 +233,10 @@ class IngestionPipeline:
         document.text_length = len(item.text)
         session.flush()
         store.replace_chunks(session, collection, document, item.chunks, vectors)
+
+
+def _changed_meanwhile(before: Document | None, now: Document | None) -> bool:
+    """Whether the stored document is no longer the one this ingestion read at its start."""
+    if before is None or now is None:
+        return (before is None) != (now is None)
+    return before.id != now.id or before.content_hash != now.content_hash

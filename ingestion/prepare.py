@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ingestion.chunking import Chunker
 from ingestion.isolation import parse_isolated
-from ingestion.parsers import Section, parse_many
+from ingestion.parsers import Section, parse_many, parse_text
 from ingestion.parsers.detect import sniff_binary
 
 
@@ -34,9 +34,16 @@ class SourceDocument:
     content_type: str | None = None
     source: str | None = None
     metadata: dict = field(default_factory=dict)
+    # How to read `text`: text, markdown or html (ingestion.parsers.TEXT_FORMATS). Text is never
+    # sniffed: only `data` (an uploaded file) is detected, and may hold several documents.
+    format: str = "text"
 
     def content_hash(self) -> str:
-        content = self.data if self.data is not None else (self.text or "").encode("utf-8")
+        if self.data is not None:
+            return hashlib.sha256(self.data).hexdigest()
+        content = (self.text or "").encode("utf-8", "surrogatepass")
+        if self.format != "text":  # the same text read as markdown or html is another document
+            content = self.format.encode() + b"\0" + content
         return hashlib.sha256(content).hexdigest()
 
 
@@ -67,6 +74,10 @@ def expand(source: SourceDocument, stored_hash: str | None, limits: ParseLimits)
     label = source.source or source.filename or source.external_id
     if stored_hash == raw_hash:
         return [PreparedDocument(source.external_id, label, raw_hash, source.metadata, unchanged=True)]
+    if source.data is None:  # sent as text: one document, under its own id
+        parsed_text = parse_text(source.text or "", source.format)
+        return [PreparedDocument(source.external_id, label, raw_hash, {**parsed_text.metadata, **source.metadata},
+                                 text=parsed_text.text, sections=tuple(parsed_text.sections))]
     if source.data is not None and limits.isolate and sniff_binary(source.data) is not None:
         parsed = parse_isolated(
             source.data,

@@ -69,7 +69,7 @@ def run(database_url: str, data_dir: Path, embedder: str, trials: int, seed: int
     from search_service.settings import Settings
     from search_service.store import collections as store
     from search_service.store.db import migrate
-    from search_service.store.models import Chunk, Document, Job
+    from search_service.store.models import FINAL_JOB_STATES, Chunk, Document, Job
 
     rng = random.Random(seed)
     migrate(database_url)
@@ -108,7 +108,7 @@ def run(database_url: str, data_dir: Path, embedder: str, trials: int, seed: int
         while time.time() < deadline:
             with services.database.session() as session:
                 states = dict(session.execute(select(Job.id, Job.status)).all())
-            if all(states.get(job_id) in ("indexed", "failed") for job_id in acknowledged):
+            if all(states.get(job_id) in FINAL_JOB_STATES for job_id in acknowledged):
                 break
             time.sleep(0.3)
     finally:

@@ -166,7 +166,8 @@ def _check_scope(policy: Policy, body, principal, services) -> None:
         job_id = (request.view_args or {}).get("job_id", "")
         with services.database.session() as session:
             job = get_job(session, job_id)  # a missing job: 404 job_not_found
-            name = job.collection.name if job.collection else None
+            # the name is kept on the job, so a deleted collection's jobs (cancelled) stay readable
+            name = job.collection_name or (job.collection.name if job.collection else None)
         if name is None or not sees(name):
             raise NotFoundError(f"job {job_id!r} does not exist", code="job_not_found")
         return

@@ -53,6 +53,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, default=str, ensure_ascii=False)
 
 
+OWN_LOGGERS = ("search_service", "ingestion", "waitress")
+
+
+class DebugNeedsVerbose(logging.Filter):
+    """Drops records below INFO: some libraries (bm25s) set their own loggers to DEBUG, and their
+    lines should reach the log only with `-v`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.INFO
+
+
+def setup_logging(verbose: bool) -> None:
+    """The CLI's logging: our packages at INFO (DEBUG with -v), everyone else at WARNING, and no
+    library's DEBUG lines without -v whatever level it set for itself."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for package in OWN_LOGGERS:
+        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, DebugNeedsVerbose)]:
+            handler.removeFilter(old)
+        if not verbose:
+            handler.addFilter(DebugNeedsVerbose())
+
+
 def configure_logging(log_format: str) -> None:
     """One format on one stream for serve and worker: JSON lines (`RAG_LOG_FORMAT=json`) or the
     CLI's text lines, and no progress bars (model loading's would break the lines)."""

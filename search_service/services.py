@@ -33,6 +33,7 @@ class Services:
     ingestion: IngestionPipeline
     schedulers: list = field(default_factory=list)  # one BatchScheduler per loaded reranker
     names: ModelNames | None = None  # display names and aliases (model_names.py)
+    ingest_workers: object | None = None  # serve --ingest-workers: ingestion.supervision.WorkerThreads
 
     def close(self) -> None:
         for scheduler in self.schedulers:

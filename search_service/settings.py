@@ -82,6 +82,7 @@ class Settings:
     index_ef_search: int = 512  # HNSW candidate list per query (at least the k asked for)
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
+    job_unclaimed_warn_s: float = 30.0  # a pending job unclaimed this long gets a `hint`
     parse_timeout_seconds: float = 60.0
     parse_memory_bytes: int = 2 * 1024**3
     # Operations (README "Running it for real"): auth, limits, rate limits, CORS, logs, shutdown.
@@ -121,14 +122,21 @@ class Settings:
             raise ConfigurationError(
                 f"RAG_TOP_K ({self.top_k}) cannot exceed RAG_CANDIDATES ({self.candidates})"
             )
-        if self.chunk_tokens is not None and self.chunk_tokens < 8:
-            raise ConfigurationError("RAG_CHUNK_TOKENS must be at least 8")
+        self._check_chunking()
+
+    def _check_chunking(self) -> None:
+        from ingestion.chunking import MIN_COLLECTION_CHUNK_TOKENS
+
+        if self.chunk_tokens is not None and self.chunk_tokens < MIN_COLLECTION_CHUNK_TOKENS:
+            raise ConfigurationError(f"RAG_CHUNK_TOKENS must be at least {MIN_COLLECTION_CHUNK_TOKENS}")
         if (
             self.chunk_overlap is not None
             and self.chunk_tokens is not None
-            and self.chunk_overlap >= self.chunk_tokens
+            and self.chunk_overlap > self.chunk_tokens // 2
         ):
-            raise ConfigurationError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
+            raise ConfigurationError("RAG_CHUNK_OVERLAP must be at most half of RAG_CHUNK_TOKENS")
+        if self.job_unclaimed_warn_s <= 0 or self.job_lease_seconds <= 0:
+            raise ConfigurationError("RAG_JOB_UNCLAIMED_WARN_S and RAG_JOB_LEASE_SECONDS must be positive")
 
     def _check_rerankers(self) -> None:
         if self.reranker_runtime not in RERANKER_RUNTIMES:
@@ -258,7 +266,7 @@ ENVIRONMENT = {
     "RAG_DEVICE": ("device", lambda _n, raw: raw.strip().lower()),
     "RAG_CANDIDATES": ("candidates", lambda n, raw: parse_int(n, raw, 1)),
     "RAG_TOP_K": ("top_k", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_CHUNK_TOKENS": ("chunk_tokens", lambda n, raw: parse_int(n, raw, 8)),
+    "RAG_CHUNK_TOKENS": ("chunk_tokens", lambda n, raw: parse_int(n, raw, 1)),
     "RAG_CHUNK_OVERLAP": ("chunk_overlap", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_MAX_UPLOAD_BYTES": ("max_upload_bytes", parse_size),
     "RAG_EMBED_BATCH_SIZE": ("embed_batch_size", lambda n, raw: parse_int(n, raw, 1)),
@@ -282,6 +290,7 @@ ENVIRONMENT = {
     "RAG_INDEX_EF_SEARCH": ("index_ef_search", lambda n, raw: parse_int(n, raw, 1)),
     "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", float_value),
     "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_JOB_UNCLAIMED_WARN_S": ("job_unclaimed_warn_s", float_value),
     "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", float_value),
     "RAG_PARSE_MEMORY_BYTES": ("parse_memory_bytes", parse_size),
     "RAG_AUTH": ("auth", lambda n, raw: parse_switch(n, raw)),

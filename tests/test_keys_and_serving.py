@@ -102,6 +102,8 @@ def test_serve_with_ingest_workers_indexes_uploads(tmp_path, minilm_path):
         hits = requests.post(f"{base}/v1/search", json={"collection": "notes", "query": "who trims the lamp wick?"},
                              timeout=30).json()["results"]
         assert hits[0]["document_id"] == "lighthouse.md"
+        ready = requests.get(f"{base}/readyz", timeout=10).json()
+        assert ready["ingest_workers"] == {"configured": 1, "alive": 1, "restarts": 0}
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
         assert "ingestion workers: 1" in log.read_text()  # the start-up summary

@@ -57,7 +57,8 @@ def test_settings_are_frozen():
         ({"RAG_DEVICE": "tpu"}, "RAG_DEVICE must be"),
         ({"RAG_TOP_K": "60"}, "cannot exceed RAG_CANDIDATES"),
         ({"RAG_MAX_UPLOAD_BYTES": "lots"}, "RAG_MAX_UPLOAD_BYTES must be a size"),
-        ({"RAG_CHUNK_TOKENS": "64", "RAG_CHUNK_OVERLAP": "64"}, "smaller than RAG_CHUNK_TOKENS"),
+        ({"RAG_CHUNK_TOKENS": "64", "RAG_CHUNK_OVERLAP": "64"}, "at most half of RAG_CHUNK_TOKENS"),
+        ({"RAG_CHUNK_TOKENS": "16"}, "RAG_CHUNK_TOKENS must be at least 32"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env, fragment):

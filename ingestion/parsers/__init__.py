@@ -35,9 +35,23 @@ from ingestion.parsers.base import (
 from ingestion.parsers.decoding import decode_text
 
 __all__ = [
-    "MAX_TEXT_CHARS", "PARSERS", "SUPPORTED_FORMATS", "Format", "ParseError", "ParsedDocument",
-    "Section", "UnsupportedFormatError", "check_text_size", "clean_text", "decode_text",
-    "get_parser", "parse", "parse_many", "sections_from_headings",
+    "MAX_TEXT_CHARS",
+    "PARSERS",
+    "SUPPORTED_FORMATS",
+    "TEXT_FORMATS",
+    "Format",
+    "ParseError",
+    "ParsedDocument",
+    "Section",
+    "UnsupportedFormatError",
+    "check_text_size",
+    "clean_text",
+    "decode_text",
+    "get_parser",
+    "parse",
+    "parse_many",
+    "parse_text",
+    "sections_from_headings",
 ]
 
 
@@ -59,6 +73,8 @@ PARSERS: dict[str, Format] = {
     "jsonl": Format("ingestion.parsers.jsonl", many=True),
 }
 SUPPORTED_FORMATS: tuple[str, ...] = tuple(PARSERS)
+# How a JSON-API document's `format` names the text parsers (never detected from the content).
+TEXT_FORMATS: dict[str, str] = {"text": "txt", "markdown": "md", "html": "html"}
 
 
 def parse_many(
@@ -96,6 +112,23 @@ def parse(
             code="multiple_documents",
         )
     return docs[0]
+
+
+def parse_text(text: str, fmt: str = "text") -> ParsedDocument:
+    """Read text that was sent as text (a JSON-API document) as `fmt`: one document, its content
+    never sniffed, so a text that looks like a corpus or a PDF stays one text document."""
+    if fmt not in TEXT_FORMATS:
+        raise ParseError(
+            f"format must be one of {', '.join(TEXT_FORMATS)}, got {fmt!r}", code="unsupported_format"
+        )
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise ParseError("The document is empty.", code="empty_document")
+    check_text_size(len(text))
+    document = get_parser(TEXT_FORMATS[fmt])(text)
+    if not document.text.strip():
+        raise ParseError(f"The {fmt} document has no text content.", code="empty_document")
+    return document
 
 
 def get_parser(fmt: str) -> Callable[..., ParsedDocument | list[ParsedDocument]]:

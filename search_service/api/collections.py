@@ -9,6 +9,7 @@ from search_service.auth import visible_collections
 from search_service.errors import InvalidRequestError
 from search_service.identifiers import validate_document_id
 from search_service.model_names import display_name
+from search_service.observability import request_id
 from search_service.store import collections as store
 from search_service.store.jobs import create_job, job_to_dict, list_jobs
 from search_service.store.models import JOB_STATES
@@ -135,7 +136,7 @@ def upload(name: str):
     with svc.database.session() as session:
         collection = store.get_collection(session, name)  # 404: creating stays explicit (POST /v1/collections)
         svc.ingestion.check_compatible(collection)
-        job = create_job(session, collection, **job_fields)
+        job = create_job(session, collection, request_id=request_id(), **job_fields)
         job_id, status = job.id, job.status
     location = url_for("jobs.show", job_id=job_id)
     return {"job_id": job_id, "status": status, "collection": name}, 202, {"Location": location}
@@ -201,4 +202,6 @@ def jobs(name: str):
     with services().database.session() as session:
         collection = store.get_collection(session, name)
         rows, total = list_jobs(session, collection, limit=limit, offset=offset, status=status)
-        return {"jobs": [job_to_dict(job) for job in rows], "total": total, "limit": limit, "offset": offset}
+        warn_s = services().settings.job_unclaimed_warn_s
+        jobs = [job_to_dict(job, unclaimed_warn_s=warn_s) for job in rows]
+        return {"jobs": jobs, "total": total, "limit": limit, "offset": offset}

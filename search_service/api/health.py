@@ -15,10 +15,14 @@ def healthz():
 def readyz():
     svc = services()
     database = svc.database.ping()
+    workers = svc.ingest_workers.state() if svc.ingest_workers is not None else None
+    ready = database and (workers is None or workers["alive"] == workers["configured"])
     body = {
-        "status": "ready" if database else "unavailable",
+        "status": "ready" if ready else "unavailable",
         "database": database,
         "embedder": svc.names.embedder,
         "rerankers": sorted(svc.rerankers.rerankers),
+        # serve --ingest-workers N: threads configured, alive now, and restarted after dying
+        "ingest_workers": workers,
     }
-    return jsonify(body), 200 if database else 503
+    return jsonify(body), 200 if ready else 503

@@ -29,11 +29,18 @@ class Health(Open):
     auth_required: bool
 
 
+class IngestWorkers(Open):
+    configured: int
+    alive: int
+    restarts: int
+
+
 class Ready(Open):
     status: Literal["ready", "unavailable"]
     database: bool
     embedder: str
     rerankers: list[str]
+    ingest_workers: IngestWorkers | None = None  # serve --ingest-workers N
 
 
 class Collection(Open):
@@ -85,15 +92,34 @@ class JobAccepted(Open):
     collection: str
 
 
+class FailedDocument(Open):
+    id: str
+    code: str
+    message: str
+
+
+class JobDocuments(Open):
+    """What a finished job did, by document id."""
+
+    created: list[str]
+    replaced: list[str]
+    unchanged: list[str]
+    failed: list[FailedDocument]
+
+
 class Job(Open):
     job_id: str
-    status: Literal["pending", "parsing", "embedding", "indexed", "failed"]
+    status: Literal["pending", "parsing", "embedding", "indexed", "indexed_with_errors", "failed", "cancelled"]
     collection: str | None
     kind: str
     filename: str | None
     document_id: str | None
     error: str | None
+    error_code: str | None = None
     attempts: int
+    request_id: str | None = None
+    documents: JobDocuments | None = None
+    hint: str | None = None  # a pending job no worker has claimed for RAG_JOB_UNCLAIMED_WARN_S
     result: dict[str, Any]
     created_at: str | None
     started_at: str | None

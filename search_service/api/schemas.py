@@ -61,6 +61,8 @@ class DocumentIn(Strict):
     text: Annotated[str, StringConstraints(max_length=10_000_000)]
     metadata: dict[str, Any] = Field(default_factory=dict)
     source: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    # How to read `text` (never detected from it): plain text, markdown headings, or HTML.
+    format: Literal["text", "markdown", "html"] = "text"
 
 
 class DocumentsCreate(Strict):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 from pathlib import Path
 
@@ -34,12 +33,9 @@ def fail(message: str) -> None:
 @click.pass_context
 def main(ctx, data_dir, database_url, embedder_model, reranker_model, device, verbose):
     """Rerank-first retrieval service for RAG. Settings come from RAG_* variables; options override."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for package in ("search_service", "ingestion", "waitress"):
-        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
+    from search_service.observability import setup_logging
+
+    setup_logging(verbose)
     disable_reranker = reranker_model is not None and reranker_model.strip().lower() in DISABLED
     try:
         settings = Settings.from_env(

@@ -41,29 +41,30 @@ def serve(ctx: Context, host, port, threads, server_kind, workers, ingest_worker
 
     services = load_services(Context(settings))
     app = create_app(services=services)
-    runners = _start_ingest_workers(services, settings, ingest_workers)
+    threads_, watch = _start_ingestion(services, settings, ingest_workers)
     log_startup(settings, services, server=f"waitress, {threads} threads", ingest_workers=ingest_workers)
     try:
         run_server(app, host=settings.host, port=settings.port, threads=threads,
                    shutdown_timeout=settings.shutdown_timeout_seconds)
     finally:
-        for runner, thread in runners:
-            runner.stopping.set()
-        for runner, thread in runners:
-            thread.join(timeout=settings.shutdown_timeout_seconds)
+        watch.stop()
+        if threads_ is not None:
+            threads_.stop(timeout=settings.shutdown_timeout_seconds)
 
 
-def _start_ingest_workers(services, settings: Settings, count: int) -> list:
-    """`count` ingestion workers as daemon threads on the server's services (models load once)."""
-    import threading
+def _start_ingestion(services, settings: Settings, count: int):
+    """`count` supervised ingestion worker threads on the server's services (models load once),
+    reported by /readyz, and the watch that warns when uploads wait with no worker."""
+    from ingestion.supervision import UnclaimedJobsWatch, WorkerThreads
 
-    runners = []
-    for index in range(count):
-        runner = make_worker(services, settings)
-        thread = threading.Thread(target=runner.run, name=f"ingest-worker-{index}", daemon=True)
-        thread.start()
-        runners.append((runner, thread))
-    return runners
+    threads = None
+    if count:
+        threads = WorkerThreads(lambda: make_worker(services, settings), count)
+        threads.start()
+        services.ingest_workers = threads
+    watch = UnclaimedJobsWatch(services.database, settings.job_unclaimed_warn_s, threads)
+    watch.start()
+    return threads, watch
 
 
 def _serve_gunicorn(settings: Settings, threads: int, workers: int) -> None:

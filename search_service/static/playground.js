@@ -180,20 +180,23 @@ function showJob(row, job) {
   row.cells[2].textContent = job.status;
   row.cells[2].className = `status-${job.status}`;
   let detail = "";
-  if (job.status === "failed") detail = job.error || "failed";
-  else if (job.status === "indexed") {
+  if (job.status === "failed" || job.status === "cancelled") detail = job.error || job.status;
+  else if (job.status === "indexed" || job.status === "indexed_with_errors") {
     const docs = (job.result && job.result.documents) || [];
     detail = docs.map((d) => `${d.document_id}: ${d.status}, ${d.chunks} chunk(s)`).join("; ");
-  } else if (job.attempts > 1) detail = `attempt ${job.attempts}`;
+  } else if (job.hint) detail = job.hint;
+  else if (job.attempts > 1) detail = `attempt ${job.attempts}`;
   row.cells[3].textContent = detail;
 }
+
+const FINAL_JOB_STATES = ["indexed", "indexed_with_errors", "failed", "cancelled"];
 
 async function pollJob(row, jobId) {
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     const job = await api("GET", `v1/jobs/${encodeURIComponent(jobId)}`);
     showJob(row, job);
-    if (job.status === "indexed" || job.status === "failed") return job;
+    if (FINAL_JOB_STATES.includes(job.status)) return job;
   }
 }
 

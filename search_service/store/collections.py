@@ -255,10 +255,12 @@ def delete_document(session: Session, collection: Collection, external_id: str) 
 
 
 def delete_collection(session: Session, collection: Collection) -> None:
-    """Remove a collection and everything in it (jobs included)."""
-    from search_service.store.models import Job
+    """Remove a collection and everything in it; its unfinished jobs end `cancelled` and its
+    jobs stay readable by id (`store.jobs.detach_collection_jobs`)."""
+    from search_service.store.jobs import detach_collection_jobs
 
-    for model in (Chunk, Document, Job):
+    detach_collection_jobs(session, collection)
+    for model in (Chunk, Document):
         session.execute(delete(model).where(model.collection_id == collection.id))
     session.execute(delete(Collection).where(Collection.id == collection.id))
 

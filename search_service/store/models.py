@@ -139,22 +139,28 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_status_created_at", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_job_id)
-    collection_id: Mapped[int] = mapped_column(
+    # NULL once the collection is deleted: the job stays, `cancelled`, under its kept name.
+    collection_id: Mapped[int | None] = mapped_column(
         ForeignKey("collections.id", ondelete="CASCADE"), index=True
     )
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    collection_name: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="pending")
     kind: Mapped[str] = mapped_column(String(16))  # "file" or "documents"
     filename: Mapped[str | None] = mapped_column(String(1024))
     content_type: Mapped[str | None] = mapped_column(String(255))
     external_id: Mapped[str | None] = mapped_column(String(1024))
     meta: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # "slug: message", never SQL, paths or traces
+    error_code: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # A worker holds a job while its lease is in the future and renews it by heartbeat; a job whose
     # lease ran out (the worker died) is claimed again, up to the maximum number of attempts.
     worker_id: Mapped[str | None] = mapped_column(String(128))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A transiently failed job waits for its back-off: not claimed before this time.
+    run_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    request_id: Mapped[str | None] = mapped_column(String(128))  # the upload's X-Request-ID
     result: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
@@ -183,4 +189,5 @@ class ApiKey(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-JOB_STATES = ("pending", "parsing", "embedding", "indexed", "failed")
+JOB_STATES = ("pending", "parsing", "embedding", "indexed", "indexed_with_errors", "failed", "cancelled")
+FINAL_JOB_STATES = ("indexed", "indexed_with_errors", "failed", "cancelled")

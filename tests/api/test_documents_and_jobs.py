@@ -10,6 +10,7 @@ from werkzeug.test import stream_encode_multipart
 
 from ingestion.worker import Worker
 from tests.support.documents import DOCUMENTS, PARAPHRASES
+from tests.support.small_chunks import create_small_chunk_collection
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def test_worker_loop_stops_after_max_jobs(client, worker):
     assert worker.run_once() is None
 
 
-def test_pdf_docx_and_corpus_uploads_keep_pages_headings_and_ids(client, worker):
+def test_pdf_docx_and_corpus_uploads_keep_pages_headings_and_ids(app, client, worker):
     from tests.support.files import make_corpus, make_docx, make_pdf
 
     pdf = make_pdf(["Page one is about glaciers.", "Page two is about comets and their tails.", "Page three: tides."])
@@ -117,7 +118,7 @@ def test_pdf_docx_and_corpus_uploads_keep_pages_headings_and_ids(client, worker)
         "guide.docx": make_docx([("Heading 1", "Setup"), ("Normal", "Install the heat pump outdoors.")]),
         "corpus.jsonl": make_corpus([{"_id": "d1", "title": "Bees", "text": "Bees make honey."}, {"_id": "d2", "title": "Owls", "text": "Owls hunt at night."}]),
     }
-    client.post("/v1/collections", json={"name": "files", "chunk_tokens": 12, "chunk_overlap": 0})
+    create_small_chunk_collection(app.extensions["search_service"], "files", 12)
     for name, data in uploads.items():
         response = client.post("/v1/collections/files/documents", data={"file": (io.BytesIO(data), name)}, content_type="multipart/form-data")
         assert response.status_code == 202

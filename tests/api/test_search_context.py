@@ -15,6 +15,7 @@ from ingestion.pipeline import SourceDocument
 from ingestion.worker import Worker
 from search_service.settings import Settings
 from tests.support.files import make_pdf
+from tests.support.small_chunks import create_small_chunk_collection
 
 PAGES = [
     "Glaciers carve deep valleys over thousands of years. Ice sheets cover Greenland.",
@@ -40,10 +41,7 @@ def files_client(migrated_url, app_factory):
     client = app.test_client()
     services = app.extensions["search_service"]
     worker = Worker(services.database, services.ingestion, poll_seconds=0.01)
-    created = client.post(
-        "/v1/collections", json={"name": "files", "chunk_tokens": 24, "chunk_overlap": 0}
-    )
-    assert created.status_code == 201
+    create_small_chunk_collection(services, "files", 24)
     for name, data in {"report.pdf": make_pdf(PAGES), "guide.md": GUIDE.encode()}.items():
         response = client.post(
             "/v1/collections/files/documents",

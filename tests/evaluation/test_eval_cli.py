@@ -66,7 +66,7 @@ def test_eval_fills_scores_refuses_a_filled_collection_and_reingests(env, tmp_pa
     assert "embedding" not in again.stderr
 
     refused = invoke(env, "eval", "--dataset", str(dataset), "--collection", "tiny", "--output", str(out),
-                     "--chunk-tokens", "16", "--chunk-overlap", "4")
+                     "--chunk-tokens", "32", "--chunk-overlap", "4")
     assert refused.exit_code == 1
     assert "already holds 4 documents" in refused.output and "--reingest" in refused.output
     other = write_tiny(tmp_path / "other")
@@ -82,11 +82,11 @@ def test_eval_fills_scores_refuses_a_filled_collection_and_reingests(env, tmp_pa
     assert again["ingestion"]["action"] == "reused" and again["queries"] == 2
 
     redone = invoke(env, "eval", "--dataset", str(dataset), "-c", "tiny", "-o", str(out), "--reingest",
-                    "--chunk-tokens", "16", "--chunk-overlap", "4", "--stages", "dense")
+                    "--chunk-tokens", "32", "--chunk-overlap", "4", "--stages", "dense")
     assert redone.exit_code == 0, redone.output
     section = json.loads((out / "eval.json").read_text())["datasets"][0]
     assert section["ingestion"]["action"] == "reingested"
-    assert section["ingestion"]["chunk_tokens"] == 16
+    assert section["ingestion"]["chunk_tokens"] == 32
     chunks = section["ingestion"]["chunks"]
     assert chunks > len(TINY_IDS)  # small chunks: several per document
 

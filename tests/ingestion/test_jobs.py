@@ -53,7 +53,7 @@ def test_a_job_that_kills_its_worker_every_time_ends_failed(services):
     with services.database.session() as session:
         assert job_store.claim_next_job(session, "w3", max_attempts=3) is None
         job = job_store.get_job(session, job_id)
-        assert job.status == "failed" and "3 attempts" in job.error
+        assert job.status == "failed" and "3 attempts" in job.error and job.error_code == "worker_lost"
 
 
 def test_a_transient_error_is_retried_then_fails(services, monkeypatch):
@@ -64,12 +64,13 @@ def test_a_transient_error_is_retried_then_fails(services, monkeypatch):
         calls.append(len(texts))
         raise OSError(28, "No space left on device")
 
-    worker = Worker(services.database, services.ingestion, max_attempts=2)
+    worker = Worker(services.database, services.ingestion, max_attempts=2, retry_backoff_seconds=0)
     monkeypatch.setattr(services.ingestion.embedder, "embed", broken_embed)
     first = worker.run_once()
-    assert first.status == "pending" and "No space left" in first.error
+    assert first.status == "pending" and first.error_code == "system_error"
+    assert "No space left" not in first.error  # the details go to the worker's log only
     second = worker.run_once()
-    assert second.status == "failed" and second.attempts == 2
+    assert second.status == "failed" and second.attempts == 2 and second.error_code == "system_error"
     assert len(calls) == 2
 
 
@@ -128,10 +129,10 @@ class StatusRecordingWorker(Worker):
         super().__init__(*args, **kwargs)
         self.seen: list[str] = []
 
-    def _set_status(self, job_id, status, error=None):
+    def _set_status(self, job_id, status):
         if not self.seen:  # what claiming left in the database
             self.seen.append(self._read(job_id))
-        super()._set_status(job_id, status, error)
+        super()._set_status(job_id, status)
         self.seen.append(self._read(job_id))
 
     def _read(self, job_id):
