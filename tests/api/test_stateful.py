@@ -35,8 +35,8 @@ from scripts.live import Client, Deployment
 
 pytestmark = pytest.mark.slow
 SEED = int(os.environ.get("RAG_STATEFUL_SEED") or random.SystemRandom().randrange(2**31))
-EXAMPLES = int(os.environ.get("RAG_STATEFUL_EXAMPLES", "3"))
-STEPS = int(os.environ.get("RAG_STATEFUL_STEPS", "14"))
+EXAMPLES = int(os.environ.get("RAG_STATEFUL_EXAMPLES", "6"))  # steps are cheap; starting the processes is not
+STEPS = int(os.environ.get("RAG_STATEFUL_STEPS", "16"))
 MIN_STEPS = min(STEPS, 10)  # hypothesis starts with short runs; a few examples must still do something
 SHRINK = os.environ.get("RAG_STATEFUL_SHRINK") == "1"  # minutes on live processes; the steps print anyway
 COLLECTIONS = 2
@@ -181,5 +181,7 @@ def test_nothing_is_lost(deployment):
         raise
     assert deployment.worker_deaths == [], deployment.log("worker")[-3000:]
     assert sum(OPERATIONS.values()) >= EXAMPLES * MIN_STEPS  # the runs really ran
+    uploads = sum(OPERATIONS[op] for op in ("upload_json", "upload_file", "upload_jsonl", "upload_json_lookalike"))
+    assert uploads >= EXAMPLES and OPERATIONS["delete_document"] + OPERATIONS["delete_collection"] > 0, OPERATIONS
     print(f"stateful: {ServiceMachine.examples - before} runs (seed {SEED}) in {time.time() - started:.1f} s, "
           f"worker starts {deployment.worker_starts}, operations {dict(OPERATIONS)}")
