@@ -34,6 +34,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is None:
         services = build_services(settings or Settings.from_env())
     app = Flask(__name__)
+    # No 308 from `//` to `/`: it re-sent DELETE /v1/collections/c/documents/%2Fa to document "a",
+    # and a path segment that is empty or starts with "/" gets a JSON answer, not an HTML redirect.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_upload_bytes
     app.json = StrictJSONProvider(app)  # responses are strict JSON: no NaN/Infinity
     app.extensions["search_service"] = services

@@ -89,6 +89,40 @@ ERRORS = {
     415: "a body type the endpoint does not take (`unsupported_media_type`)",
     429: "rate limited, or the reranker queue is full (`overloaded`); see Retry-After",
 }
+# OpenAPI links: how a client goes on from one answer (create -> upload -> job -> search -> delete).
+# Schemathesis's stateful run follows them; a reader of /docs sees the workflow.
+_NAME = "$response.body#/name"
+_COLLECTION = "$response.body#/collection"
+LINKS: dict[str, dict[str, dict]] = {
+    "collections.create": {
+        "UploadDocuments": {"operationId": "collections_upload", "parameters": {"name": _NAME}},
+        "ShowCollection": {"operationId": "collections_show", "parameters": {"name": _NAME}},
+        "SearchCollection": {"operationId": "search_search", "requestBody": {"collection": _NAME}},
+        "DeleteCollection": {"operationId": "collections_delete_collection", "parameters": {"name": _NAME}},
+    },
+    "collections.upload": {
+        "ShowJob": {"operationId": "jobs_show", "parameters": {"job_id": "$response.body#/job_id"}},
+        "ListJobs": {"operationId": "collections_jobs", "parameters": {"name": _COLLECTION}},
+    },
+    "jobs.show": {
+        "ListDocuments": {"operationId": "collections_documents", "parameters": {"name": _COLLECTION}},
+        "SearchCollection": {"operationId": "search_search", "requestBody": {"collection": _COLLECTION}},
+        "DeleteCollection": {"operationId": "collections_delete_collection", "parameters": {"name": _COLLECTION}},
+    },
+    "collections.documents": {
+        "ShowDocument": {"operationId": "collections_document", "parameters": {
+            "name": "$request.path.name", "document_id": "$response.body#/documents/0/document_id"}},
+        "DeleteDocument": {"operationId": "collections_delete_document", "parameters": {
+            "name": "$request.path.name", "document_id": "$response.body#/documents/0/document_id"}},
+    },
+    "search.search": {
+        "ShowDocument": {"operationId": "collections_document", "parameters": {
+            "name": _COLLECTION, "document_id": "$response.body#/results/0/document_id"}},
+        "DeleteDocument": {"operationId": "collections_delete_document", "parameters": {
+            "name": _COLLECTION, "document_id": "$response.body#/results/0/document_id"}},
+        "DeleteCollection": {"operationId": "collections_delete_collection", "parameters": {"name": _COLLECTION}},
+    },
+}
 RULE_ARG = re.compile(r"<(?:[a-z]+:)?([A-Za-z_]+)>")
 
 
@@ -150,6 +184,8 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
         success["content"] = {"application/json": {"schema": refs[op.response.__name__]}}
     elif endpoint == "observability.metrics":
         success["content"] = {"text/plain": {"schema": {"type": "string"}}}
+    if endpoint in LINKS:
+        success["links"] = LINKS[endpoint]
     error = {"content": {"application/json": {"schema": refs["Error"]}}}
     body["responses"] = {str(op.status): success}
     policy = POLICIES.get(endpoint)
@@ -158,6 +194,8 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
         if (status in (401, 403) and not needs_key) or (status == 415 and op.request is None):
             continue
         body["responses"][str(status)] = {"description": description, **error}
+    if endpoint == "collections.create":
+        body["responses"]["409"] = {"description": "the collection exists", **error}
     if needs_key:
         body["security"] = [{"bearer": []}, {"apiKey": []}]
         if policy is not None:
