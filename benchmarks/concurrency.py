@@ -246,7 +246,7 @@ def batch_stats(metrics: str) -> tuple[float | None, float | None, float | None]
 
 def padding_alone(args, checkpoint: str, jobs: list[dict]) -> float:
     """Padded / real tokens when each request runs its own batches (RAG_BATCHING=off): its pairs
-    sorted longest first and cut as `Reranker._launch_batches` cuts them (32 rows, the device's
+    sorted longest first and cut as `Reranker.launch` cuts them (32 rows, the device's
     default token budget), each batch padded to its longest pair."""
     from search_service.devices import resolve_dtype
     from search_service.rerankers.base import DEFAULT_BATCH_SIZE, batch_rows, default_token_budget

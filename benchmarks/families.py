@@ -247,13 +247,13 @@ def model_recipe(family: str, values: dict[str, Any]) -> tuple[Any, Any, dict[st
 
         return GemmaForCausalLM, GemmaConfig.from_dict(values), options
     if family == "layerwise":
-        from search_service.rerankers.minicpm_layerwise import (
+        from search_service.rerankers.families.minicpm_layerwise import (
             LayerwiseMiniCPMConfig,
             LayerwiseMiniCPMForScoring,
         )
 
         return LayerwiseMiniCPMForScoring, LayerwiseMiniCPMConfig.from_checkpoint(values), options
-    from search_service.rerankers.gemma2_lightweight import (
+    from search_service.rerankers.families.gemma2_lightweight import (
         LightweightGemma2Config,
         LightweightGemma2ForScoring,
         attention_implementation,

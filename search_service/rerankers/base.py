@@ -5,7 +5,9 @@ A family implements three stages, so benchmarks can time each one:
 it on the device, return one logit per pair) and `postprocess` (logits -> Python floats).
 Everything else lives here: batching by length, OOM back-off, the forward lock, sigmoid, `rank`.
 `with_scheduler` gives a copy whose batches are formed across concurrent calls
-(`rerankers/scheduler.py`); `batch_key` says which features may share a batch.
+(`rerankers/batching/scheduler.py`) through `launch` and `read_back`; `batch_key` says which
+features may share a batch. Each family declares its per-call `options` and checks a request's
+values in `check_options`, so the API never needs to know a family.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from search_service.errors import ConfigurationError
+from search_service.errors import ConfigurationError, InvalidRequestError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ def batch_rows(longest: int, max_rows: int, token_budget: int) -> int:
 
 @dataclass(slots=True)
 class Launched:
-    """Batches whose forward has run or is queued on the device (`Reranker._launch_batches`)."""
+    """Batches whose forward has run or is queued on the device (`Reranker.launch`)."""
 
     scores: list[Any]  # by feature; filled as the outputs are read back
     pending: list[tuple[list[int], Any]] = field(default_factory=list)  # (indices, output)
@@ -68,9 +70,8 @@ class Reranker:
 
     family: ClassVar[str] = "base"
     # The per-call family options `score`/`score_pairs`/`rank` accept besides the common
-    # `normalize`, `batch_size` and `max_length` (llm: prompt). The API refuses any other option
-    # with `unsupported_option` before the model runs.
-    options: ClassVar[frozenset[str]] = frozenset()
+    # `normalize`, `batch_size` and `max_length` (llm: prompt); `check_options` refuses others.
+    options: ClassVar[tuple[str, ...]] = ()
     # Set on the copy `with_scheduler` returns: its features are scored by the shared scheduler.
     _scheduler: Any = None
 
@@ -101,6 +102,37 @@ class Reranker:
     ) -> Reranker:
         """Build the family's reranker from a resolved `Checkpoint` (see `load_reranker`)."""
         raise NotImplementedError
+
+    @classmethod
+    def default_dtype(cls, device: str) -> str | None:
+        """The dtype `auto` means for this family on `device`; None: `resolve_dtype`'s default."""
+        return None
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A request's options (`max_length` and this family's `options`) as `score` keywords;
+        an `InvalidRequestError` (400) for an option the family lacks or a value out of bounds."""
+        unsupported = [name for name in options if name != "max_length" and name not in self.options]
+        if unsupported:
+            raise InvalidRequestError(
+                f"the {self.family} reranker does not support {', '.join(unsupported)} "
+                f"(its options: {', '.join(self.options) or 'none'})",
+                code="unsupported_option",
+            )
+        limit = self.max_supported_length
+        if limit is not None and options.get("max_length", 0) > limit:
+            raise InvalidRequestError(
+                f"max_length: {options['max_length']} exceeds the model's limit of {limit}"
+            )
+        max_length = options.get("max_length") or self.max_length
+        if options.get("query_max_length", 0) > max_length:
+            raise InvalidRequestError(
+                f"query_max_length: {options['query_max_length']} exceeds max_length "
+                f"({max_length}); the query is part of the pair"
+            )
+        return dict(options)
+
+    def use_token_cache(self, max_tokens: int) -> None:
+        """Keep up to `max_tokens` passage token ids between calls (families that can)."""
 
     # -- stages, implemented by each family --------------------------------------------------------
 
@@ -237,22 +269,22 @@ class Reranker:
         ignores `batch_size`: its batches follow its token budget), else in batches of this call."""
         if self._scheduler is not None:
             return self._scheduler.score(features)
-        return self._score_batches(features, batch_size)
+        return self.score_batches(features, batch_size)
 
-    def _score_batches(self, features: Sequence[Any], batch_size: int) -> list[float]:
-        return self._read_back(self._launch_batches(features, batch_size))
+    def score_batches(self, features: Sequence[Any], batch_size: int) -> list[float]:
+        return self.read_back(self.launch(features, batch_size))
 
-    def _launch_batches(self, features: Sequence[Any], batch_size: int) -> Launched:
-        """Run the forward of every batch of `features`; `_read_back` gives their scores.
+    def launch(self, features: Sequence[Any], batch_size: int) -> Launched:
+        """Run the forward of every batch of `features`; `read_back` gives their scores.
 
         On a CPU each batch is read back as it finishes. On a GPU the outputs stay there: the
         next batch is launched while the GPU still runs this one, and nothing waits for the
-        device until `_read_back` (the scheduler launches its next batch before that).
+        device until `read_back` (the scheduler launches its next batch before that).
         """
         # Longest first (as FlagEmbedding does) so each batch pads little and an OOM shows up early.
         order = sorted(range(len(features)), key=lambda index: -len(features[index]))
         launched = Launched([None] * len(features))
-        deferred = self._defers_results()
+        deferred = self.defers_results()
         start = 0
         while start < len(order):
             rows = batch_rows(len(features[order[start]]), batch_size, self.token_budget)
@@ -275,12 +307,12 @@ class Reranker:
             start += len(batch_indices)
         return launched
 
-    def _read_back(self, launched: Launched) -> list[Any]:
+    def read_back(self, launched: Launched) -> list[Any]:
         """The scores of launched batches, in the order of their features (waits for the device)."""
         self._collect(launched.pending, launched.scores)
         return launched.scores
 
-    def _defers_results(self) -> bool:
+    def defers_results(self) -> bool:
         return self.device.startswith("cuda")
 
     def _forward_batch(self, features: Sequence[Any]) -> Any:

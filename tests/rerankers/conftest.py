@@ -90,7 +90,7 @@ def parity_pairs() -> list[tuple[str, str]]:
 
 
 def batch_shape(batch) -> tuple[int, int]:
-    """(pairs, longest pair) of a collated batch, padded or packed (rerankers/packed.py)."""
+    """(pairs, longest pair) of a collated batch, padded or packed (rerankers/runtimes/packed.py)."""
     bounds = batch.get("cu_seq_lens_q")
     if bounds is None:
         return tuple(batch["input_ids"].shape)

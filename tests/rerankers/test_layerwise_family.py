@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from search_service.errors import ConfigurationError, ModelLoadError
 from search_service.rerankers import detect_family, load_reranker
-from search_service.rerankers.minicpm_layerwise import (
+from search_service.rerankers.families.minicpm_layerwise import (
     LayerwiseMiniCPMConfig,
     LayerwiseMiniCPMForScoring,
 )

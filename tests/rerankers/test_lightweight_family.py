@@ -20,12 +20,12 @@ from safetensors.torch import load_file, save_file
 
 from search_service.errors import ConfigurationError, ModelLoadError
 from search_service.rerankers import detect_family, load_reranker
-from search_service.rerankers.gemma2_lightweight import (
+from search_service.rerankers.families.gemma2_lightweight import (
     LightweightGemma2Config,
     attention_masks,
     compress_tokens,
 )
-from search_service.rerankers.lightweight import DEFAULT_PROMPT
+from search_service.rerankers.families.lightweight import DEFAULT_PROMPT
 from tests.reference.env import run_reference_script
 from tests.support.tiny_lightweight import (
     AUTO_MAP,

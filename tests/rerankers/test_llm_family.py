@@ -14,14 +14,14 @@ import pytest
 
 from search_service.errors import ModelLoadError
 from search_service.rerankers import detect_family, load_reranker
-from search_service.rerankers.decoder_inputs import (
+from search_service.rerankers.families.decoder_inputs import (
     DEFAULT_PROMPT,
     DecoderInputBuilder,
     last_token_positions,
     pad_batch,
     truncate_only_second,
 )
-from search_service.rerankers.llm import LLMReranker
+from search_service.rerankers.families.llm import LLMReranker
 from tests.reference.env import run_reference_script
 from tests.support.tiny_llm import make_tiny_llm_reranker
 

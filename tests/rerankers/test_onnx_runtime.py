@@ -11,10 +11,11 @@ import math
 
 import pytest
 
+from benchmarks.drift import kendall_tau, score_drift
 from search_service.errors import ConfigurationError
-from search_service.rerankers import load_reranker, onnx_runtime
-from search_service.rerankers.drift import kendall_tau, score_drift
-from search_service.rerankers.onnx_runtime import OnnxEncoderReranker
+from search_service.rerankers import load_reranker
+from search_service.rerankers.runtimes import onnx as onnx_runtime
+from search_service.rerankers.runtimes.onnx import OnnxEncoderReranker
 from search_service.settings import Settings
 
 QUERY = "what is panda?"

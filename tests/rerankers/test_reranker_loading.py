@@ -80,7 +80,7 @@ def test_unknown_architecture_fails_then_loads_with_family_override(
 
 def test_family_by_dotted_path(tiny_reranker_dir):
     reranker = load_reranker(
-        tiny_reranker_dir, device="cpu", family="search_service.rerankers.encoder.EncoderReranker"
+        tiny_reranker_dir, device="cpu", family="search_service.rerankers.families.encoder.EncoderReranker"
     )
     assert reranker.family == "encoder"
 

@@ -1,4 +1,4 @@
-"""Dynamic batching (`rerankers/scheduler.py`): concurrent calls share batches, scores unchanged.
+"""Dynamic batching (`rerankers/batching/scheduler.py`): concurrent calls share batches, scores unchanged.
 
 Every test runs the real tiny models; a slow forward is made by holding the reranker's own forward
 lock, never by mocking the scheduler.
@@ -17,7 +17,7 @@ import torch
 
 from search_service.errors import OverloadedError, ServiceError
 from search_service.rerankers import load_reranker
-from search_service.rerankers.scheduler import BatchScheduler
+from search_service.rerankers.batching.scheduler import BatchScheduler
 from tests.rerankers.conftest import batch_shape
 
 PASSAGES = [
@@ -39,7 +39,7 @@ QUERIES = [
 def make_local_layerwise_reranker(path: Path) -> Path:
     """The tests' tiny layerwise tokenizer with random weights saved by our own model class (the
     FlagEmbedding-saved checkpoint needs the reference environment)."""
-    from search_service.rerankers.minicpm_layerwise import (
+    from search_service.rerankers.families.minicpm_layerwise import (
         LayerwiseMiniCPMConfig,
         LayerwiseMiniCPMForScoring,
     )
@@ -373,7 +373,7 @@ def _record_stages(reranker, deferred: bool, poison: list[int] | None = None) ->
         return postprocess(logits)
 
     reranker.forward, reranker.postprocess = recording_forward, recording_postprocess
-    reranker._defers_results = lambda: deferred
+    reranker.defers_results = lambda: deferred
     return events
 
 

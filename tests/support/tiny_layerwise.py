@@ -14,7 +14,7 @@ tokenizer.json as it is; the file is written in exactly that pipeline, and `lega
 so both versions tokenize identically (checked by the tests).
 
 `make_local_layerwise_reranker(path)` writes the same kind of checkpoint from our own model class
-(`search_service.rerankers.minicpm_layerwise`) with transformers 5, for the fast tests that need a
+(`search_service.rerankers.families.minicpm_layerwise`) with transformers 5, for the fast tests that need a
 model but not FlagEmbedding's: same tokenizer, config values, parameter names and weight-drawing
 scheme, and a config.json in the published (transformers 4) layout. The slow
 `test_weights_load_unchanged` checks that FlagEmbedding's class saves exactly these names.
@@ -177,7 +177,7 @@ def make_local_layerwise_reranker(
     """The tiny checkpoint saved by our model class (no reference env needed)."""
     import torch
 
-    from search_service.rerankers.minicpm_layerwise import (
+    from search_service.rerankers.families.minicpm_layerwise import (
         LayerwiseMiniCPMConfig,
         LayerwiseMiniCPMForScoring,
     )

@@ -8,7 +8,7 @@ shapes, the config (`model_type: cost_wise_gemma`, `layer_wise`, `start_layer`, 
 layer 1-4, random weights spread wide so that pairs get clearly different scores.
 
 `make_local_lightweight_reranker(path)` writes the same checkpoint from our own model class
-(`search_service.rerankers.gemma2_lightweight`) with transformers 5, for the fast tests that need a
+(`search_service.rerankers.families.gemma2_lightweight`) with transformers 5, for the fast tests that need a
 model but not FlagEmbedding's: same config values, parameter names and weight-drawing scheme.
 
 The tokenizer is the tiny Gemma fast tokenizer of `tests.support.tiny_llm` (byte-fallback BPE over a
@@ -96,7 +96,7 @@ def make_local_lightweight_reranker(
     path: Path | str, *, seed: int = 0, initializer_range: float = 0.5
 ) -> Path:
     """The same tiny checkpoint saved by our model class (no reference env needed)."""
-    from search_service.rerankers.gemma2_lightweight import (
+    from search_service.rerankers.families.gemma2_lightweight import (
         LightweightGemma2Config,
         LightweightGemma2ForScoring,
     )
