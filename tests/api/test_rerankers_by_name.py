@@ -7,8 +7,8 @@ import pytest
 
 from search_service.services import build_services, load_rerankers
 from search_service.settings import Settings
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 from tests.support.documents import DOCUMENTS, PARAPHRASES
-from tests.support.tiny_llm import make_tiny_llm_reranker
 
 QUERY = "what is panda?"
 PASSAGES = [

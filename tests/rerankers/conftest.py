@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from search_service.rerankers import Reranker, load_reranker
-from tests.support.tiny_models import make_tiny_encoder_reranker
+from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
 LONG_PASSAGE = " ".join(
     ["The giant panda is a bear species endemic to China and it eats bamboo in the mountains."] * 60
@@ -65,7 +65,7 @@ def shared_reranker(_session_reranker: Reranker) -> Reranker:
 @pytest.fixture
 def offline_hf_home(tmp_path, monkeypatch) -> Path:
     """A temporary HF_HOME in offline mode: lay a checkpoint out in it with
-    `tests.support.tiny_models.install_in_hf_cache(checkpoint, offline_hf_home, repo_id)`, then
+    `search_service.testing.tiny_encoder.install_in_hf_cache(checkpoint, offline_hf_home, repo_id)`, then
     `load_reranker(repo_id)` finds it with no `cache_dir`.
 
     huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, when it is imported, into

@@ -24,13 +24,13 @@ from search_service.rerankers.families.minicpm_layerwise import (
     LayerwiseMiniCPMConfig,
     LayerwiseMiniCPMForScoring,
 )
-from tests.reference.env import run_reference_script
-from tests.support.tiny_layerwise import (
+from search_service.testing.tiny_layerwise import (
     TINY_CONFIG,
     make_local_layerwise_reranker,
-    make_tiny_layerwise_reranker,
     write_tokenizer,
 )
+from tests.reference.checkpoints import make_tiny_layerwise_reranker
+from tests.reference.env import run_reference_script
 
 TOLERANCE = 1e-4
 LAST = TINY_CONFIG["num_hidden_layers"]  # 4: heads for layers 1..4

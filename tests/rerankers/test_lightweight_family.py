@@ -26,13 +26,13 @@ from search_service.rerankers.families.gemma2_lightweight import (
     compress_tokens,
 )
 from search_service.rerankers.families.lightweight import DEFAULT_PROMPT
-from tests.reference.env import run_reference_script
-from tests.support.tiny_lightweight import (
+from search_service.testing.tiny_lightweight import (
     AUTO_MAP,
     TINY_CONFIG,
     make_local_lightweight_reranker,
-    make_tiny_lightweight_reranker,
 )
+from tests.reference.checkpoints import make_tiny_lightweight_reranker
+from tests.reference.env import run_reference_script
 
 TOLERANCE = 1e-4
 LAST = TINY_CONFIG["num_hidden_layers"]  # 4: heads for layers 1..4

@@ -22,8 +22,8 @@ from search_service.rerankers.families.decoder_inputs import (
     truncate_only_second,
 )
 from search_service.rerankers.families.llm import LLMReranker
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 from tests.reference.env import run_reference_script
-from tests.support.tiny_llm import make_tiny_llm_reranker
 
 TOLERANCE = 1e-4
 CUSTOM_PROMPT = "Does passage B answer query A? Reply Yes or No."

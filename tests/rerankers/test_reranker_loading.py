@@ -12,9 +12,9 @@ from search_service.errors import ConfigurationError, ModelLoadError
 from search_service.rerankers import detect_family, known_families, load_reranker
 from search_service.rerankers.checkpoint import resolve_checkpoint
 from search_service.rerankers.registry import CAUSAL_LM_MODEL_TYPES
-from tests.support import tiny_layerwise, tiny_lightweight
-from tests.support.tiny_llm import make_tiny_llm_reranker
-from tests.support.tiny_models import install_in_hf_cache, make_tiny_encoder_reranker
+from search_service.testing import tiny_layerwise, tiny_lightweight
+from search_service.testing.tiny_encoder import install_in_hf_cache, make_tiny_encoder_reranker
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 
 BGE_V2_M3_CONFIG = {
     "architectures": ["XLMRobertaForSequenceClassification"],

@@ -43,7 +43,7 @@ def make_local_layerwise_reranker(path: Path) -> Path:
         LayerwiseMiniCPMConfig,
         LayerwiseMiniCPMForScoring,
     )
-    from tests.support.tiny_layerwise import TINY_CONFIG, write_tokenizer
+    from search_service.testing.tiny_layerwise import TINY_CONFIG, write_tokenizer
 
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(path)
@@ -57,15 +57,15 @@ def make_local_layerwise_reranker(path: Path) -> Path:
 
 def _make(family: str, path: Path) -> Path:
     if family == "encoder":
-        from tests.support.tiny_models import make_tiny_encoder_reranker
+        from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
         return make_tiny_encoder_reranker(path)
     if family == "llm":
-        from tests.support.tiny_llm import make_tiny_llm_reranker
+        from search_service.testing.tiny_llm import make_tiny_llm_reranker
 
         return make_tiny_llm_reranker(path)
     if family == "lightweight":
-        from tests.support.tiny_lightweight import make_local_lightweight_reranker
+        from search_service.testing.tiny_lightweight import make_local_lightweight_reranker
 
         return make_local_lightweight_reranker(path)
     return make_local_layerwise_reranker(path)
