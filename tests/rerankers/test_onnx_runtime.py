@@ -32,23 +32,6 @@ PASSAGES = [
 ]
 
 
-@pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("onnx-cache")
-
-
-@pytest.fixture(scope="session")
-def onnx_reranker(tiny_reranker_dir, onnx_cache):
-    return load_reranker(tiny_reranker_dir, device="cpu", runtime="onnx", onnx_cache_dir=onnx_cache)
-
-
-@pytest.fixture(scope="session")
-def int8_reranker(tiny_reranker_dir, onnx_cache, onnx_reranker):
-    return load_reranker(
-        tiny_reranker_dir, device="cpu", runtime="onnx-int8", onnx_cache_dir=onnx_cache
-    )
-
-
 def test_float32_onnx_scores_as_torch(onnx_reranker, shared_reranker, parity_pairs):
     pairs = parity_pairs + [(QUERY, passage) for passage in PASSAGES]
     assert len(pairs) >= 15

@@ -10,7 +10,6 @@ import copy
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
@@ -36,41 +35,6 @@ QUERIES = [
 ]
 
 
-def make_local_layerwise_reranker(path: Path) -> Path:
-    """The tests' tiny layerwise tokenizer with random weights saved by our own model class (the
-    FlagEmbedding-saved checkpoint needs the reference environment)."""
-    from search_service.rerankers.families.minicpm_layerwise import (
-        LayerwiseMiniCPMConfig,
-        LayerwiseMiniCPMForScoring,
-    )
-    from search_service.testing.tiny_layerwise import TINY_CONFIG, write_tokenizer
-
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = write_tokenizer(path)
-    config = LayerwiseMiniCPMConfig(
-        **TINY_CONFIG, vocab_size=tokenizer.get_vocab_size(), initializer_range=0.3
-    )
-    torch.manual_seed(0)
-    LayerwiseMiniCPMForScoring(config).save_pretrained(str(path))
-    return path
-
-
-def _make(family: str, path: Path) -> Path:
-    if family == "encoder":
-        from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
-
-        return make_tiny_encoder_reranker(path)
-    if family == "llm":
-        from search_service.testing.tiny_llm import make_tiny_llm_reranker
-
-        return make_tiny_llm_reranker(path)
-    if family == "lightweight":
-        from search_service.testing.tiny_lightweight import make_local_lightweight_reranker
-
-        return make_local_lightweight_reranker(path)
-    return make_local_layerwise_reranker(path)
-
-
 # Per-call options that change the forward: requests with different ones must not share a batch.
 OPTIONS = {
     "encoder": [{}],
@@ -85,9 +49,18 @@ OPTIONS = {
 TOLERANCE = {"encoder": 1e-5, "llm": 1e-4, "layerwise": 1e-5, "lightweight": 1e-5}
 
 
+# The session's tiny checkpoint of each family (tests/rerankers/conftest.py).
+CHECKPOINTS = {
+    "encoder": "tiny_reranker_dir",
+    "llm": "llm_dir",
+    "layerwise": "layerwise_local_dir",
+    "lightweight": "lightweight_local_dir",
+}
+
+
 @pytest.fixture(scope="module", params=list(OPTIONS))
-def family_reranker(request, tmp_path_factory):
-    path = _make(request.param, tmp_path_factory.mktemp("checkpoints") / request.param)
+def family_reranker(request):
+    path = request.getfixturevalue(CHECKPOINTS[request.param])
     reranker = load_reranker(path, device="cpu", max_length=64)
     assert reranker.family == request.param
     return reranker
