@@ -249,7 +249,8 @@ def padding_alone(args, checkpoint: str, jobs: list[dict]) -> float:
     sorted longest first and cut as `Reranker.launch` cuts them (32 rows, the device's
     default token budget), each batch padded to its longest pair."""
     from search_service.devices import resolve_dtype
-    from search_service.rerankers.base import DEFAULT_BATCH_SIZE, batch_rows, default_token_budget
+    from search_service.rerankers.base import DEFAULT_BATCH_SIZE
+    from search_service.rerankers.batching.budget import batch_rows, default_token_budget
 
     budget = default_token_budget(args.device, resolve_dtype(None, args.device))  # serve's default
     _config, lengths = rerank_bench.pair_lengths(checkpoint, jobs, 512)

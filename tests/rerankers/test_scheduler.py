@@ -319,7 +319,7 @@ def test_direct_batches_follow_the_token_budget(tiny_reranker):
 
 
 def test_default_token_budget_follows_device_and_dtype():
-    from search_service.rerankers.base import default_token_budget
+    from search_service.rerankers.batching.budget import default_token_budget
 
     assert default_token_budget("cpu", torch.float32) < default_token_budget("cpu", torch.bfloat16)
     assert default_token_budget("cuda:0", torch.float16) > default_token_budget("cpu", torch.bfloat16)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search_service.errors import OverloadedError, ServiceError
-from search_service.rerankers.base import Launched, batch_rows
+from search_service.rerankers.batching.budget import Launched, batch_rows
 
 log = logging.getLogger(__name__)
 
