@@ -50,17 +50,10 @@ def load_reranker(
         name_or_path, cache_dir=cache_dir, revision=revision, local_files_only=local_files_only
     )
     cls = family_class(family or detect_family(checkpoint.config, checkpoint.name_or_path))
-    chosen = runtime_named(runtime)
+    chosen = runtime_named(runtime, cache_dir=onnx_cache_dir)
     chosen.check_family(cls, checkpoint.name_or_path)
     device_name, torch_dtype = chosen.place(cls, device, dtype)
-    reranker = chosen.build(
-        cls,
-        checkpoint,
-        device=device_name,
-        dtype=torch_dtype,
-        onnx_cache_dir=onnx_cache_dir,
-        **options,
-    )
+    reranker = chosen.build(cls, checkpoint, device=device_name, dtype=torch_dtype, **options)
     check_half_precision(reranker)
     return reranker
 

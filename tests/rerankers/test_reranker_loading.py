@@ -237,3 +237,10 @@ def test_llm_checkpoint_without_architectures_loads_by_model_type(tmp_path):
     assert reranker.family == "llm" and type(reranker.model).__name__ == "GemmaForCausalLM"
     expected = load_reranker(source, device="cpu").score(*PROBE)
     assert reranker.score(*PROBE) == pytest.approx(expected, abs=1e-6)
+
+
+def test_every_runtime_setting_names_a_registered_runtime():
+    from search_service.rerankers import known_runtimes
+    from search_service.settings import RERANKER_RUNTIMES
+
+    assert known_runtimes() == list(RERANKER_RUNTIMES)

@@ -73,9 +73,9 @@ class OnnxRuntime(Runtime):
             )
         return "cpu", torch.float32
 
-    def build(self, family, checkpoint, *, device, dtype, onnx_cache_dir=None, **options):
+    def build(self, family, checkpoint, *, device, dtype, **options):
         return OnnxEncoderReranker.load(
-            checkpoint, runtime=self.name, cache_dir=onnx_cache_dir, **options
+            checkpoint, runtime=self.name, cache_dir=self.cache_dir, **options
         )
 
 

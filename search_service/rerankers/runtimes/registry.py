@@ -9,6 +9,7 @@ remote one) means a `Runtime` subclass in its own module and one entry below.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import torch
@@ -20,10 +21,14 @@ from search_service.rerankers.checkpoint import Checkpoint
 
 
 class Runtime:
-    """Runs some families' forward passes. `families`: the family names it takes (None: all)."""
+    """Runs some families' forward passes. `families`: the family names it takes (None: all);
+    `cache_dir`: where it keeps what it builds from a checkpoint (None: its default, if any)."""
 
     name: str = "base"
     families: frozenset[str] | None = None
+
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None):
+        self.cache_dir = cache_dir
 
     def check_family(self, family: type[Reranker], source: str) -> None:
         if self.families is not None and family.family not in self.families:
@@ -59,13 +64,13 @@ class TorchRuntime(Runtime):
     name = "torch"
 
     def build(self, family, checkpoint, *, device, dtype, **options):
-        options.pop("onnx_cache_dir", None)  # a setting of the onnx runtimes only
         return family.load(checkpoint, device=device, dtype=dtype, **options)
 
 
-# name -> a Runtime, or "module:Class" imported when first asked for (onnxruntime is optional).
-RUNTIMES: dict[str, Runtime | str] = {
-    "torch": TorchRuntime(),
+# name -> a Runtime class, or "module:Class" imported when first asked for (onnxruntime is
+# optional).
+RUNTIMES: dict[str, type[Runtime] | str] = {
+    "torch": TorchRuntime,
     "onnx": "search_service.rerankers.runtimes.onnx:OnnxRuntime",
     "onnx-int8": "search_service.rerankers.runtimes.onnx:OnnxInt8Runtime",
 }
@@ -75,7 +80,9 @@ def known_runtimes() -> list[str]:
     return list(RUNTIMES)
 
 
-def runtime_named(name: str | None) -> Runtime:
+def runtime_named(
+    name: str | None, cache_dir: str | os.PathLike[str] | None = None
+) -> Runtime:
     """The runtime called `name` (None: torch); a `ConfigurationError` for any other name."""
     key = str(name or "torch").strip().lower()
     entry = RUNTIMES.get(key)
@@ -85,5 +92,5 @@ def runtime_named(name: str | None) -> Runtime:
         )
     if isinstance(entry, str):
         module_name, _, attribute = entry.partition(":")
-        entry = RUNTIMES[key] = getattr(importlib.import_module(module_name), attribute)()
-    return entry
+        entry = RUNTIMES[key] = getattr(importlib.import_module(module_name), attribute)
+    return entry(cache_dir)
