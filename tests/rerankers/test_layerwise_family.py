@@ -333,7 +333,7 @@ def test_score_takes_one_valid_layer(layerwise, layers):
 @slow
 def test_defaults_and_empty_input(layerwise, layerwise_dir):
     assert layerwise.family == "layerwise"
-    assert {"cutoff_layers", "prompt"} <= layerwise.options
+    assert {"cutoff_layers", "prompt"} <= set(layerwise.options)
     assert layerwise.cutoff_layer == LAST and layerwise.layers == range(1, LAST + 1)
     assert layerwise.max_supported_length == TINY_CONFIG["max_position_embeddings"]
     assert layerwise.score("q", []) == []
