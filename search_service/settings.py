@@ -26,7 +26,7 @@ from search_service.env_values import (
 from search_service.errors import ConfigurationError
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-RERANKER_RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx*: encoder family, CPU (onnx_runtime.py)
+RERANKER_RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx*: encoder family, CPU (rerankers/runtimes/)
 RERANKER_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -67,7 +67,7 @@ class Settings:
     # Tokenizers /v1/search's `context_tokenizer` may name besides the embedder's and the loaded
     # rerankers' (hub ids or local directories); any other name is refused, never loaded.
     context_tokenizers: tuple[str, ...] = ()
-    # Dynamic batching (rerankers/scheduler.py): concurrent requests share the reranker's batches.
+    # Dynamic batching (rerankers/batching/scheduler.py): concurrent requests share the reranker's batches.
     batching: str = "on"  # on | off
     batch_max_delay_ms: float = 5.0  # longest a pair waits for batch-mates
     batch_token_budget: int | None = None  # rows x longest row; None: base.default_token_budget

@@ -65,7 +65,7 @@ def migrated_url(database_url):
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    from tests.support.minilm import minilm_path as find
+    from search_service.testing.minilm import minilm_path as find
 
     return find()
 
@@ -80,7 +80,7 @@ def minilm_embedder(minilm_path):
 
 @pytest.fixture(scope="session")
 def tiny_reranker_dir(tmp_path_factory) -> Path:
-    from tests.support.tiny_models import make_tiny_encoder_reranker
+    from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
     return make_tiny_encoder_reranker(tmp_path_factory.mktemp("tiny-encoder-reranker"))
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from search_service.cli import main
 from search_service.rerankers import load_reranker
-from tests.support.tiny_llm import make_tiny_llm_reranker
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 
 QUERY = "What is the capital of France?"
 PASSAGES = [

@@ -18,15 +18,6 @@ MAX_PAGE = 500
 MAX_PROMPT_CHARS = 2_000
 MAX_RERANK_LENGTH = 8_192  # bge-reranker-v2-m3's limit; a model's own limit is checked on top
 MAX_LAYERS = 8
-# Options only some families take per call (the encoder family takes none: its query budget is
-# fixed at load time). `max_length` is common to all.
-FAMILY_OPTIONS = (
-    "prompt",
-    "query_max_length",
-    "cutoff_layers",
-    "compress_ratio",
-    "compress_layers",
-)
 
 
 
@@ -84,7 +75,8 @@ Layers = Annotated[list[Layer], Field(min_length=1, max_length=MAX_LAYERS)]
 
 
 class RerankOptions(Strict):
-    """Per-request reranker options. Bounds that need the model are checked by `for_reranker`."""
+    """Per-request reranker options. Bounds that need the model are checked by its family
+    (`Reranker.check_options`, through `for_reranker`)."""
 
     prompt: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROMPT_CHARS)] | None = (
         None
@@ -97,55 +89,15 @@ class RerankOptions(Strict):
     query_max_length: int | None = Field(default=None, ge=1, le=MAX_RERANK_LENGTH)
 
     def given(self) -> dict[str, Any]:
-        return self.model_dump(include={*FAMILY_OPTIONS, "max_length"}, exclude_none=True)
+        return self.model_dump(include=set(RerankOptions.model_fields), exclude_none=True)
 
     def for_reranker(self, reranker) -> dict[str, Any]:
-        """The options as `Reranker.score` keywords, checked against the chosen model (400s)."""
-        options = self.given()
-        supported = getattr(reranker, "options", frozenset())
-        family = getattr(reranker, "family", type(reranker).__name__)
-        unsupported = [name for name in FAMILY_OPTIONS if name in options and name not in supported]
-        if unsupported:
-            takes = ", ".join(name for name in FAMILY_OPTIONS if name in supported) or "none"
-            raise InvalidRequestError(
-                f"the {family} reranker does not support {', '.join(unsupported)} "
-                f"(its options: {takes})",
-                code="unsupported_option",
-            )
-        valid = list(getattr(reranker, "layers", None) or [])
-        if "cutoff_layers" in options:
-            layers = options["cutoff_layers"]
-            layers = layers if isinstance(layers, list) else [layers]
-            if len(set(layers)) != 1:
-                _invalid(f"cutoff_layers: one layer per request, got {layers}")
-            if valid and layers[0] not in valid:
-                _invalid(
-                    f"cutoff_layers: layer {layers[0]} has no score head; choose from {_span(valid)}"
-                )
-            options["cutoff_layers"] = layers[0]
-        if "compress_layers" in options and valid:
-            wrong = [layer for layer in options["compress_layers"] if layer > max(valid)]
-            if wrong:
-                _invalid(f"compress_layers: {wrong} beyond the model's {max(valid)} layers")
-        limit = getattr(reranker, "max_supported_length", None)
-        if limit is not None and options.get("max_length", 0) > limit:
-            _invalid(f"max_length: {options['max_length']} exceeds the model's limit of {limit}")
-        max_length = options.get("max_length") or getattr(reranker, "max_length", None)
-        if max_length is not None and options.get("query_max_length", 0) > max_length:
-            _invalid(
-                f"query_max_length: {options['query_max_length']} exceeds max_length "
-                f"({max_length}); the query is part of the pair"
-            )
-        return options
+        """The options as `Reranker.score` keywords, checked by the chosen model's family (400s)."""
+        return reranker.check_options(self.given())
 
 
 def _invalid(message: str):
     raise InvalidRequestError(message)
-
-
-def _span(values: list[int]) -> str:
-    consecutive = values == list(range(values[0], values[-1] + 1))
-    return f"{values[0]}..{values[-1]}" if consecutive and len(values) > 2 else str(values)
 
 
 MAX_CONTEXT_TOKENS = 131_072

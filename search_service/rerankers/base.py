@@ -5,7 +5,9 @@ A family implements three stages, so benchmarks can time each one:
 it on the device, return one logit per pair) and `postprocess` (logits -> Python floats).
 Everything else lives here: batching by length, OOM back-off, the forward lock, sigmoid, `rank`.
 `with_scheduler` gives a copy whose batches are formed across concurrent calls
-(`rerankers/scheduler.py`); `batch_key` says which features may share a batch.
+(`rerankers/batching/scheduler.py`) through `launch` and `read_back`; `batch_key` says which
+features may share a batch. Each family declares its per-call `options` and checks a request's
+values in `check_options`, so the API never needs to know a family.
 """
 
 from __future__ import annotations
@@ -15,44 +17,17 @@ import logging
 import math
 import threading
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
-from search_service.errors import ConfigurationError
+from search_service.errors import ConfigurationError, InvalidRequestError
+from search_service.rerankers.batching.budget import Launched, batch_rows, default_token_budget
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LENGTH = 512  # FlagEmbedding's default
 DEFAULT_BATCH_SIZE = 32
-# Padded tokens per batch (rows x longest row). On a CPU one fp32 row of a few hundred tokens
-# already fills the cores, so small batches of similar length cost nothing and pad little; bf16
-# matrix units want taller matrices. 50 candidates of 40-400 tokens, XLM-R base, 2 cores: fp32 5.5
-# pairs/s under 4096, 6.5 under 1024; bf16 20.4 under 4096, 15.2 under 1024 (docs/benchmarks.md).
-# A GPU needs big batches to fill it.
-CPU_TOKEN_BUDGET = 1_024
-CPU_LOW_PRECISION_TOKEN_BUDGET = 4_096
-GPU_TOKEN_BUDGET = 32_768
-
-
-def default_token_budget(device: str, dtype: torch.dtype = torch.float32) -> int:
-    if not str(device).startswith("cpu"):
-        return GPU_TOKEN_BUDGET
-    return CPU_TOKEN_BUDGET if dtype == torch.float32 else CPU_LOW_PRECISION_TOKEN_BUDGET
-
-
-def batch_rows(longest: int, max_rows: int, token_budget: int) -> int:
-    """Rows for a batch whose longest feature has `longest` tokens (a longer one runs alone)."""
-    return max(1, min(max_rows, token_budget // max(1, longest)))
-
-
-@dataclass(slots=True)
-class Launched:
-    """Batches whose forward has run or is queued on the device (`Reranker._launch_batches`)."""
-
-    scores: list[Any]  # by feature; filled as the outputs are read back
-    pending: list[tuple[list[int], Any]] = field(default_factory=list)  # (indices, output)
 
 
 def sigmoid(value: float) -> float:
@@ -68,9 +43,8 @@ class Reranker:
 
     family: ClassVar[str] = "base"
     # The per-call family options `score`/`score_pairs`/`rank` accept besides the common
-    # `normalize`, `batch_size` and `max_length` (llm: prompt). The API refuses any other option
-    # with `unsupported_option` before the model runs.
-    options: ClassVar[frozenset[str]] = frozenset()
+    # `normalize`, `batch_size` and `max_length` (llm: prompt); `check_options` refuses others.
+    options: ClassVar[tuple[str, ...]] = ()
     # Set on the copy `with_scheduler` returns: its features are scored by the shared scheduler.
     _scheduler: Any = None
 
@@ -101,6 +75,39 @@ class Reranker:
     ) -> Reranker:
         """Build the family's reranker from a resolved `Checkpoint` (see `load_reranker`)."""
         raise NotImplementedError
+
+    @classmethod
+    def default_dtype(cls, device: str) -> str | None:
+        """The dtype `auto` means for this family on `device`; None: `resolve_dtype`'s default."""
+        return None
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """A request's options (`max_length` and this family's `options`) as `score` keywords;
+        an `InvalidRequestError` (400) for an option the family lacks or a value out of bounds."""
+        unsupported = [
+            name for name in options if name != "max_length" and name not in self.options
+        ]
+        if unsupported:
+            raise InvalidRequestError(
+                f"the {self.family} reranker does not support {', '.join(unsupported)} "
+                f"(its options: {', '.join(self.options) or 'none'})",
+                code="unsupported_option",
+            )
+        limit = self.max_supported_length
+        if limit is not None and options.get("max_length", 0) > limit:
+            raise InvalidRequestError(
+                f"max_length: {options['max_length']} exceeds the model's limit of {limit}"
+            )
+        max_length = options.get("max_length") or self.max_length
+        if options.get("query_max_length", 0) > max_length:
+            raise InvalidRequestError(
+                f"query_max_length: {options['query_max_length']} exceeds max_length "
+                f"({max_length}); the query is part of the pair"
+            )
+        return dict(options)
+
+    def use_token_cache(self, max_tokens: int) -> None:
+        """Keep up to `max_tokens` passage token ids between calls (families that can)."""
 
     # -- stages, implemented by each family --------------------------------------------------------
 
@@ -237,22 +244,22 @@ class Reranker:
         ignores `batch_size`: its batches follow its token budget), else in batches of this call."""
         if self._scheduler is not None:
             return self._scheduler.score(features)
-        return self._score_batches(features, batch_size)
+        return self.score_batches(features, batch_size)
 
-    def _score_batches(self, features: Sequence[Any], batch_size: int) -> list[float]:
-        return self._read_back(self._launch_batches(features, batch_size))
+    def score_batches(self, features: Sequence[Any], batch_size: int) -> list[float]:
+        return self.read_back(self.launch(features, batch_size))
 
-    def _launch_batches(self, features: Sequence[Any], batch_size: int) -> Launched:
-        """Run the forward of every batch of `features`; `_read_back` gives their scores.
+    def launch(self, features: Sequence[Any], batch_size: int) -> Launched:
+        """Run the forward of every batch of `features`; `read_back` gives their scores.
 
         On a CPU each batch is read back as it finishes. On a GPU the outputs stay there: the
         next batch is launched while the GPU still runs this one, and nothing waits for the
-        device until `_read_back` (the scheduler launches its next batch before that).
+        device until `read_back` (the scheduler launches its next batch before that).
         """
         # Longest first (as FlagEmbedding does) so each batch pads little and an OOM shows up early.
         order = sorted(range(len(features)), key=lambda index: -len(features[index]))
         launched = Launched([None] * len(features))
-        deferred = self._defers_results()
+        deferred = self.defers_results()
         start = 0
         while start < len(order):
             rows = batch_rows(len(features[order[start]]), batch_size, self.token_budget)
@@ -275,12 +282,12 @@ class Reranker:
             start += len(batch_indices)
         return launched
 
-    def _read_back(self, launched: Launched) -> list[Any]:
+    def read_back(self, launched: Launched) -> list[Any]:
         """The scores of launched batches, in the order of their features (waits for the device)."""
         self._collect(launched.pending, launched.scores)
         return launched.scores
 
-    def _defers_results(self) -> bool:
+    def defers_results(self) -> bool:
         return self.device.startswith("cuda")
 
     def _forward_batch(self, features: Sequence[Any]) -> Any:

@@ -95,14 +95,14 @@ FAMILIES: dict[str, Family] = {
     for family in [
         Family(
             "encoder",
-            "search_service.rerankers.encoder:EncoderReranker",
+            "search_service.rerankers.families.encoder:EncoderReranker",
             is_single_label_classifier,
             "cross-encoder with a one-label sequence-classification head (bge-reranker-v2-m3)",
         ),
         # layerwise and lightweight go above: their architectures also end in ForCausalLM.
         Family(
             "layerwise",
-            "search_service.rerankers.layerwise:LayerwiseReranker",
+            "search_service.rerankers.families.layerwise:LayerwiseReranker",
             # Plain MiniCPM LMs are "minicpm" too: only layerwise configs have start_layer.
             lambda config: (
                 "LayerWiseMiniCPMForCausalLM" in (config.get("architectures") or [])
@@ -116,7 +116,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "lightweight",
-            "search_service.rerankers.lightweight:LightweightReranker",
+            "search_service.rerankers.families.lightweight:LightweightReranker",
             lambda config: (
                 "CostWiseGemmaForCausalLM" in (config.get("architectures") or [])
                 or config.get("model_type") == "cost_wise_gemma"
@@ -129,7 +129,7 @@ FAMILIES: dict[str, Family] = {
         ),
         Family(
             "llm",
-            "search_service.rerankers.llm:LLMReranker",
+            "search_service.rerankers.families.llm:LLMReranker",
             is_causal_lm,
             "decoder-only LLM scored by its 'Yes' logit: a *ForCausalLM architecture, a causal LM "
             "model_type (gemma, llama, qwen2, mistral...) or an AutoModelForCausalLM auto_map "

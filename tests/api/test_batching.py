@@ -122,7 +122,7 @@ def test_concurrent_clients_on_a_real_server(app_factory, sqlite_url, tiny_reran
     """`deferred`: the model's outputs are read back later, as on a GPU, so the batch worker keeps
     one batch in flight (RAG_BATCH_PIPELINE); scores and batching must not change."""
     if read_back == "deferred":
-        tiny_reranker._defers_results = lambda: True
+        tiny_reranker.defers_results = lambda: True
     app = app_factory(sqlite_url, tiny_reranker, rerank_cache_size=0, batch_max_delay_ms=50)
     services = app.extensions["search_service"]
     assert services.schedulers[0].pipeline == (read_back == "deferred")

@@ -3,7 +3,7 @@
 import pytest
 
 from search_service.rerankers import load_reranker
-from tests.support.tiny_lightweight import make_local_lightweight_reranker
+from search_service.testing.tiny_lightweight import make_local_lightweight_reranker
 
 PASSAGES = ["Bees make honey in hives.", "Owls hunt at night.", ""]
 DOCUMENTS = [
@@ -149,7 +149,7 @@ def test_layerwise_reranker_through_search_and_rerank(tmp_path, app_factory):
     """The layerwise family end to end: a cutoff layer through /v1/rerank and /v1/search."""
     from ingestion.pipeline import SourceDocument
     from search_service.store.db import migrate
-    from tests.support.tiny_layerwise import make_tiny_layerwise_reranker
+    from tests.reference.checkpoints import make_tiny_layerwise_reranker
 
     reranker = load_reranker(
         str(make_tiny_layerwise_reranker(tmp_path / "layerwise")), device="cpu"

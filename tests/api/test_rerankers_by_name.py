@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from search_service.api.schemas import RerankOptions
-from search_service.errors import InvalidRequestError
-from search_service.rerankers import Reranker
 from search_service.services import build_services, load_rerankers
 from search_service.settings import Settings
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 from tests.support.documents import DOCUMENTS, PARAPHRASES
-from tests.support.tiny_llm import make_tiny_llm_reranker
 
 QUERY = "what is panda?"
 PASSAGES = [
@@ -240,43 +237,3 @@ def test_search_forwards_query_max_length(client, rerankers):
         "/v1/search", json={**body, "reranker": "enc", "rerank_options": {"query_max_length": 2}}
     )
     assert_error(refused, 400, "unsupported_option", "encoder", "query_max_length")
-
-
-class LayeredReranker(Reranker):
-    """Stands in for the layerwise/lightweight families: options and scoring layers declared."""
-
-    family = "layered"
-    options = frozenset({"prompt", "cutoff_layers", "compress_ratio", "compress_layers"})
-    layers = range(8, 41)
-    max_supported_length = 4096
-
-    def __init__(self):
-        pass
-
-
-@pytest.mark.parametrize(
-    "options, expected",
-    [
-        ({"cutoff_layers": [28]}, {"cutoff_layers": 28}),
-        ({"cutoff_layers": 40, "compress_ratio": 2, "compress_layers": [24, 40]}, None),
-        ({"max_length": 4096, "prompt": "p"}, None),
-    ],
-)
-def test_options_within_the_models_bounds_pass(options, expected):
-    checked = RerankOptions(**options).for_reranker(LayeredReranker())
-    assert checked == (expected or options)
-
-
-@pytest.mark.parametrize(
-    "options, fragment",
-    [
-        ({"cutoff_layers": [7]}, "layer 7 has no score head; choose from 8..40"),
-        ({"cutoff_layers": [28, 40]}, "one layer per request"),
-        ({"compress_layers": [24, 48]}, "[48] beyond the model's 40 layers"),
-        ({"max_length": 4097}, "exceeds the model's limit of 4096"),
-    ],
-)
-def test_options_beyond_the_models_bounds_fail(options, fragment):
-    with pytest.raises(InvalidRequestError) as raised:
-        RerankOptions(**options).for_reranker(LayeredReranker())
-    assert fragment in raised.value.message and raised.value.status == 400

@@ -105,7 +105,7 @@ def test_a_markdown_passage_is_cited_with_its_heading(files_client):
 @pytest.fixture(scope="module")
 def extra_tokenizer_dir(tmp_path_factory):
     """A tokenizer that is neither the embedder's nor a reranker's: the tiny Gemma one."""
-    from tests.support.tiny_llm import build_tokenizer, gemma_tokenizer_config
+    from search_service.testing.tiny_llm import build_tokenizer, gemma_tokenizer_config
 
     path = tmp_path_factory.mktemp("extra-tokenizer")
     build_tokenizer().save(str(path / "tokenizer.json"))

@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from ingestion.chunking import Chunker, default_chunk_size
 from ingestion.parsers import Section, parse
-from tests.support.minilm import minilm_path
+from search_service.testing.minilm import minilm_path
 
 WORDS = ["the", "a", "retrieval", "service", "ranks", "passages", "for", "each", "query", "using", "dense", "vectors", "and", "a", "cross", "encoder", "reranker;", "documents", "are", "parsed,", "split", "into", "chunks,", "embedded", "and", "stored", "in", "an", "index", "while", "workers", "process", "uploads", "in", "the", "background.", "latency,", "recall,", "throughput", "and", "memory", "(measured", "in", "megabytes)", "matter,", "e.g.", "for", "1,024-dimensional", "embeddings"]
 CHINESE_SENTENCES = [

@@ -23,9 +23,9 @@ from transformers import AutoTokenizer
 
 from ingestion.chunking import Chunker
 from ingestion.tokens import private_backend
-from tests.support.minilm import minilm_path
-from tests.support.tiny_llm import build_tokenizer
-from tests.support.tiny_models import CORPUS_ZH, _train_tokenizer
+from search_service.testing.minilm import minilm_path
+from search_service.testing.tiny_encoder import CORPUS_ZH, _train_tokenizer
+from search_service.testing.tiny_llm import build_tokenizer
 
 CHUNK_TOKENS, OVERLAP = 64, 16
 # The tiny tokenizers' Chinese sentences without punctuation, their single characters, and three

@@ -9,8 +9,8 @@ from transformers import AutoTokenizer
 
 from ingestion.chunking import Chunker
 from ingestion.parsers import ParseError, Section, parse, parse_many
+from search_service.testing.minilm import minilm_path
 from tests.support.files import docx_bomb, make_corpus, make_docx, make_pdf
-from tests.support.minilm import minilm_path
 
 PAGES = [
     "Alpine lakes are cold and clear. " * 25,

@@ -1,4 +1,5 @@
-"""Fixtures for the reranker tests: a tiny generated checkpoint, loaded once per session."""
+"""Fixtures for the reranker tests: tiny generated checkpoints of every family, each loaded once
+per session, and `CONTRACT_RERANKERS`, every family and runtime the contract test runs over."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from search_service.rerankers import Reranker, load_reranker
-from tests.support.tiny_models import make_tiny_encoder_reranker
+from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
+from search_service.testing.tiny_layerwise import make_local_layerwise_reranker
+from search_service.testing.tiny_lightweight import make_local_lightweight_reranker
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 
 LONG_PASSAGE = " ".join(
     ["The giant panda is a bear species endemic to China and it eats bamboo in the mountains."] * 60
@@ -62,10 +66,78 @@ def shared_reranker(_session_reranker: Reranker) -> Reranker:
     return _session_reranker
 
 
+@pytest.fixture(scope="session")
+def padded_reranker(_session_reranker: Reranker) -> Reranker:
+    """The encoder with padded batches (`shared_reranker` packs them on a CPU)."""
+    reranker = copy.deepcopy(_session_reranker)
+    reranker.packed = False
+    return reranker
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="session")
+def onnx_reranker(tiny_reranker_dir: Path, onnx_cache: Path) -> Reranker:
+    return load_reranker(tiny_reranker_dir, device="cpu", runtime="onnx", onnx_cache_dir=onnx_cache)
+
+
+@pytest.fixture(scope="session")
+def int8_reranker(tiny_reranker_dir: Path, onnx_cache: Path, onnx_reranker: Reranker) -> Reranker:
+    return load_reranker(
+        tiny_reranker_dir, device="cpu", runtime="onnx-int8", onnx_cache_dir=onnx_cache
+    )
+
+
+@pytest.fixture(scope="session")
+def llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llm_reranker(tmp_path_factory.mktemp("checkpoints") / "bge-gemma-tiny")
+
+
+@pytest.fixture(scope="session")
+def llm(llm_dir: Path) -> Reranker:
+    return load_reranker(llm_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def layerwise_local_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Saved by our model class; `tests/reference/checkpoints.py` has FlagEmbedding's."""
+    return make_local_layerwise_reranker(tmp_path_factory.mktemp("checkpoints") / "layerwise")
+
+
+@pytest.fixture(scope="session")
+def layerwise_local(layerwise_local_dir: Path) -> Reranker:
+    return load_reranker(layerwise_local_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def lightweight_local_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_local_lightweight_reranker(tmp_path_factory.mktemp("checkpoints") / "lightweight")
+
+
+@pytest.fixture(scope="session")
+def lightweight_local(lightweight_local_dir: Path) -> Reranker:
+    return load_reranker(lightweight_local_dir, device="cpu")
+
+
+# Every family and runtime, by the name the contract test gives it: the fixture that loads it.
+CONTRACT_RERANKERS = {
+    "encoder-torch": "padded_reranker",
+    "encoder-packed": "shared_reranker",
+    "encoder-onnx": "onnx_reranker",
+    "encoder-onnx-int8": "int8_reranker",
+    "llm": "llm",
+    "layerwise": "layerwise_local",
+    "lightweight": "lightweight_local",
+}
+
+
 @pytest.fixture
 def offline_hf_home(tmp_path, monkeypatch) -> Path:
     """A temporary HF_HOME in offline mode: lay a checkpoint out in it with
-    `tests.support.tiny_models.install_in_hf_cache(checkpoint, offline_hf_home, repo_id)`, then
+    `search_service.testing.tiny_encoder.install_in_hf_cache(checkpoint, offline_hf_home, repo_id)`, then
     `load_reranker(repo_id)` finds it with no `cache_dir`.
 
     huggingface_hub reads HF_HOME and HF_HUB_OFFLINE once, when it is imported, into
@@ -90,7 +162,7 @@ def parity_pairs() -> list[tuple[str, str]]:
 
 
 def batch_shape(batch) -> tuple[int, int]:
-    """(pairs, longest pair) of a collated batch, padded or packed (rerankers/packed.py)."""
+    """(pairs, longest pair) of a collated batch, padded or packed (rerankers/runtimes/packed.py)."""
     bounds = batch.get("cu_seq_lens_q")
     if bounds is None:
         return tuple(batch["input_ids"].shape)

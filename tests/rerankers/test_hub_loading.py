@@ -13,33 +13,33 @@ import pytest
 
 from search_service.errors import ModelLoadError
 from search_service.rerankers import load_reranker
-from tests.support.tiny_models import install_in_hf_cache
+from search_service.testing.tiny_encoder import install_in_hf_cache
 
 QUERY = "what do pandas eat?"
 PASSAGES = ["The giant panda eats bamboo.", "hi", "", "熊猫吃竹子。", "bamboo " * 200]
 
 
 def make_llm(path):
-    from tests.support.tiny_llm import make_tiny_llm_reranker
+    from search_service.testing.tiny_llm import make_tiny_llm_reranker
 
     return make_tiny_llm_reranker(path)
 
 
 def make_layerwise(path):
-    from tests.support.tiny_layerwise import make_local_layerwise_reranker
+    from search_service.testing.tiny_layerwise import make_local_layerwise_reranker
 
     return make_local_layerwise_reranker(path)
 
 
 def make_flag_layerwise(path):
     """Saved by FlagEmbedding's class, with its remote code files (reference env: slow)."""
-    from tests.support.tiny_layerwise import make_tiny_layerwise_reranker
+    from tests.reference.checkpoints import make_tiny_layerwise_reranker
 
     return make_tiny_layerwise_reranker(path)
 
 
 def make_lightweight(path):
-    from tests.support.tiny_lightweight import make_local_lightweight_reranker
+    from search_service.testing.tiny_lightweight import make_local_lightweight_reranker
 
     return make_local_lightweight_reranker(path)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import math
 
 import pytest
 import torch
@@ -20,17 +19,16 @@ from safetensors.torch import load_file
 
 from search_service.errors import ConfigurationError, ModelLoadError
 from search_service.rerankers import detect_family, load_reranker
-from search_service.rerankers.minicpm_layerwise import (
+from search_service.rerankers.families.minicpm_layerwise import (
     LayerwiseMiniCPMConfig,
     LayerwiseMiniCPMForScoring,
 )
-from tests.reference.env import run_reference_script
-from tests.support.tiny_layerwise import (
+from search_service.testing.tiny_layerwise import (
     TINY_CONFIG,
-    make_local_layerwise_reranker,
-    make_tiny_layerwise_reranker,
     write_tokenizer,
 )
+from tests.reference.checkpoints import make_tiny_layerwise_reranker
+from tests.reference.env import run_reference_script
 
 TOLERANCE = 1e-4
 LAST = TINY_CONFIG["num_hidden_layers"]  # 4: heads for layers 1..4
@@ -176,13 +174,13 @@ def test_tiny_tokenizer_is_deterministic(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def local_dir(tmp_path_factory):
-    return make_local_layerwise_reranker(tmp_path_factory.mktemp("checkpoints") / "layerwise-local")
+def local_dir(layerwise_local_dir):
+    return layerwise_local_dir
 
 
 @pytest.fixture(scope="module")
-def local(local_dir):
-    return load_reranker(local_dir, device="cpu")
+def local(layerwise_local):
+    return layerwise_local
 
 
 def test_local_checkpoint_has_the_published_layout(local_dir, local):
@@ -193,25 +191,22 @@ def test_local_checkpoint_has_the_published_layout(local_dir, local):
     assert local.family == "layerwise" and local.layers == range(1, LAST + 1)
 
 
-def test_order_is_preserved_for_every_batch_size(local, parity_pairs):
-    # max_length 64 keeps the runs cheap; the long pairs are still cut (and sorted first).
-    # One layer (score_pairs) and two layers from one pass (score_pairs_layers), each against
-    # every pair scored alone.
+def test_several_layers_from_one_pass_equal_each_scored_alone(local, parity_pairs):
+    # One layer per call is in the contract test; here two from one pass, each against every
+    # pair scored alone, in the caller's order.
     options = {"max_length": 64}
-    expected = [local.score_pairs([pair], cutoff_layers=2, **options)[0] for pair in parity_pairs]
     expected_layers = [
         local.score_pairs_layers([pair], [1, LAST], **options) for pair in parity_pairs
     ]
     expected_1 = [scores[1][0] for scores in expected_layers]
     expected_last = [scores[LAST][0] for scores in expected_layers]
-    for column in (expected, expected_1, expected_last):  # a swap of two pairs would show
+    for column in (expected_1, expected_last):  # a swap of two pairs would show
         assert min(abs(a - b) for a, b in itertools.combinations(column, 2)) > 1e-3
-    for batch_size in range(1, len(parity_pairs) + 1):
-        scores = local.score_pairs(parity_pairs, batch_size=batch_size, cutoff_layers=2, **options)
-        assert scores == pytest.approx(expected, abs=TOLERANCE), batch_size
+    for batch_size in (1, 2, 5, len(parity_pairs)):
         layers = local.score_pairs_layers(parity_pairs, [LAST, 1], batch_size=batch_size, **options)
         assert layers[1] == pytest.approx(expected_1, abs=TOLERANCE), batch_size
         assert layers[LAST] == pytest.approx(expected_last, abs=TOLERANCE), batch_size
+    assert local.score_layers("q", [], cutoff_layers=[2, 1]) == {2: [], 1: []}
 
 
 # -- parity with FlagEmbedding ---------------------------------------------------------------------
@@ -338,25 +333,13 @@ def test_score_takes_one_valid_layer(layerwise, layers):
 @slow
 def test_defaults_and_empty_input(layerwise, layerwise_dir):
     assert layerwise.family == "layerwise"
-    assert {"cutoff_layers", "prompt"} <= layerwise.options
+    assert {"cutoff_layers", "prompt"} <= set(layerwise.options)
     assert layerwise.cutoff_layer == LAST and layerwise.layers == range(1, LAST + 1)
     assert layerwise.max_supported_length == TINY_CONFIG["max_position_embeddings"]
     assert layerwise.score("q", []) == []
     assert layerwise.score_layers("q", [], cutoff_layers=[2, 1]) == {2: [], 1: []}
     at_two = load_reranker(layerwise_dir, device="cpu", cutoff_layers=[2])
     assert at_two.score("q", ["a", "b"]) == layerwise.score("q", ["a", "b"], cutoff_layers=2)
-
-
-@slow
-def test_batches_and_padding_do_not_change_scores(layerwise, parity_pairs):
-    pairs = parity_pairs[:9]
-    single = [layerwise.score_pairs([pair])[0] for pair in pairs]
-    for batch_size in (2, 4, 9):
-        assert layerwise.score_pairs(pairs, batch_size=batch_size) == pytest.approx(
-            single, abs=1e-5
-        )
-    normalized = layerwise.score_layers(pairs[0][0], [pairs[0][1]], [LAST], normalize=True)
-    assert normalized[LAST][0] == pytest.approx(1 / (1 + math.exp(-single[0])), abs=1e-6)
 
 
 @slow

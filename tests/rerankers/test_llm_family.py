@@ -7,37 +7,25 @@ the transformers 4.46 reference env (tests/reference/score_flag_llm.py), all in 
 from __future__ import annotations
 
 import hashlib
-import math
-from pathlib import Path
 
 import pytest
 
 from search_service.errors import ModelLoadError
-from search_service.rerankers import detect_family, load_reranker
-from search_service.rerankers.decoder_inputs import (
+from search_service.rerankers import detect_family
+from search_service.rerankers.families.decoder_inputs import (
     DEFAULT_PROMPT,
     DecoderInputBuilder,
     last_token_positions,
     pad_batch,
     truncate_only_second,
 )
-from search_service.rerankers.llm import LLMReranker
+from search_service.rerankers.families.llm import LLMReranker
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 from tests.reference.env import run_reference_script
-from tests.support.tiny_llm import make_tiny_llm_reranker
 
 TOLERANCE = 1e-4
 CUSTOM_PROMPT = "Does passage B answer query A? Reply Yes or No."
 LONG_PROMPT = DEFAULT_PROMPT + " " + DEFAULT_PROMPT
-
-
-@pytest.fixture(scope="module")
-def llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_llm_reranker(tmp_path_factory.mktemp("checkpoints") / "bge-gemma-tiny")
-
-
-@pytest.fixture(scope="module")
-def llm(llm_dir: Path) -> LLMReranker:
-    return load_reranker(llm_dir, device="cpu")  # type: ignore[return-value]
 
 
 # -- detection and loading ---------------------------------------------------------------------
@@ -131,26 +119,6 @@ def test_truncation_budget_grows_with_the_prompt(llm, parity_pairs):
 
 
 # -- scoring ------------------------------------------------------------------------------------
-
-
-def test_order_is_preserved_for_every_batch_size(llm, parity_pairs):
-    # max_length 64 keeps the 15 runs cheap; the long pairs are still cut (and sorted first).
-    expected = [llm.score_pairs([pair], max_length=64)[0] for pair in parity_pairs]
-    for batch_size in range(1, len(parity_pairs) + 1):
-        scores = llm.score_pairs(parity_pairs, batch_size=batch_size, max_length=64)
-        assert scores == pytest.approx(expected, abs=TOLERANCE), batch_size
-
-
-def test_score_by_query_and_rank(llm, parity_pairs):
-    query = parity_pairs[0][0]
-    passages = [p for q, p in parity_pairs if q == query]
-    scores = llm.score(query, passages, prompt=CUSTOM_PROMPT)
-    assert scores == pytest.approx(
-        llm.score_pairs([(query, p) for p in passages], prompt=CUSTOM_PROMPT), abs=TOLERANCE
-    )
-    ranked = llm.rank(query, passages, normalize=True, prompt=CUSTOM_PROMPT)
-    assert [index for index, _ in ranked] == sorted(range(len(passages)), key=lambda i: -scores[i])
-    assert ranked[0][1] == pytest.approx(1 / (1 + math.exp(-max(scores))), abs=1e-6)
 
 
 def test_options_change_scores_and_unknown_options_fail(llm, parity_pairs):

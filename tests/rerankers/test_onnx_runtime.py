@@ -11,10 +11,11 @@ import math
 
 import pytest
 
+from benchmarks.drift import kendall_tau, score_drift
 from search_service.errors import ConfigurationError
-from search_service.rerankers import load_reranker, onnx_runtime
-from search_service.rerankers.drift import kendall_tau, score_drift
-from search_service.rerankers.onnx_runtime import OnnxEncoderReranker
+from search_service.rerankers import load_reranker
+from search_service.rerankers.runtimes import onnx as onnx_runtime
+from search_service.rerankers.runtimes.onnx import OnnxEncoderReranker
 from search_service.settings import Settings
 
 QUERY = "what is panda?"
@@ -29,23 +30,6 @@ PASSAGES = [
     "Reranking scores every candidate passage against the query. " * 4,
     "numbers 0 1 2 3 4 5 6 7 8 9 10 100 2024 3.14",
 ]
-
-
-@pytest.fixture(scope="session")
-def onnx_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("onnx-cache")
-
-
-@pytest.fixture(scope="session")
-def onnx_reranker(tiny_reranker_dir, onnx_cache):
-    return load_reranker(tiny_reranker_dir, device="cpu", runtime="onnx", onnx_cache_dir=onnx_cache)
-
-
-@pytest.fixture(scope="session")
-def int8_reranker(tiny_reranker_dir, onnx_cache, onnx_reranker):
-    return load_reranker(
-        tiny_reranker_dir, device="cpu", runtime="onnx-int8", onnx_cache_dir=onnx_cache
-    )
 
 
 def test_float32_onnx_scores_as_torch(onnx_reranker, shared_reranker, parity_pairs):

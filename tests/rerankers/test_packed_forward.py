@@ -8,7 +8,8 @@ import itertools
 import pytest
 import torch
 
-from search_service.rerankers import load_reranker, packed
+from search_service.rerankers import load_reranker
+from search_service.rerankers.runtimes import packed
 from tests.rerankers.conftest import PARITY_PAIRS
 
 

@@ -8,7 +8,7 @@ import random
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from search_service.rerankers.pair_template import PairTemplate
+from search_service.rerankers.families.pair_template import PairTemplate
 from tests.rerankers.conftest import PARITY_PAIRS
 
 WORDS = [

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from search_service.errors import ConfigurationError
 from search_service.rerankers import load_reranker
-from search_service.rerankers.encoder import EncoderReranker
+from search_service.rerankers.families.encoder import EncoderReranker
 from search_service.services import load_rerankers
 from search_service.settings import Settings
 

@@ -12,9 +12,9 @@ from search_service.errors import ConfigurationError, ModelLoadError
 from search_service.rerankers import detect_family, known_families, load_reranker
 from search_service.rerankers.checkpoint import resolve_checkpoint
 from search_service.rerankers.registry import CAUSAL_LM_MODEL_TYPES
-from tests.support import tiny_layerwise, tiny_lightweight
-from tests.support.tiny_llm import make_tiny_llm_reranker
-from tests.support.tiny_models import install_in_hf_cache, make_tiny_encoder_reranker
+from search_service.testing import tiny_layerwise, tiny_lightweight
+from search_service.testing.tiny_encoder import install_in_hf_cache, make_tiny_encoder_reranker
+from search_service.testing.tiny_llm import make_tiny_llm_reranker
 
 BGE_V2_M3_CONFIG = {
     "architectures": ["XLMRobertaForSequenceClassification"],
@@ -80,7 +80,7 @@ def test_unknown_architecture_fails_then_loads_with_family_override(
 
 def test_family_by_dotted_path(tiny_reranker_dir):
     reranker = load_reranker(
-        tiny_reranker_dir, device="cpu", family="search_service.rerankers.encoder.EncoderReranker"
+        tiny_reranker_dir, device="cpu", family="search_service.rerankers.families.encoder.EncoderReranker"
     )
     assert reranker.family == "encoder"
 
@@ -237,3 +237,10 @@ def test_llm_checkpoint_without_architectures_loads_by_model_type(tmp_path):
     assert reranker.family == "llm" and type(reranker.model).__name__ == "GemmaForCausalLM"
     expected = load_reranker(source, device="cpu").score(*PROBE)
     assert reranker.score(*PROBE) == pytest.approx(expected, abs=1e-6)
+
+
+def test_every_runtime_setting_names_a_registered_runtime():
+    from search_service.rerankers import known_runtimes
+    from search_service.settings import RERANKER_RUNTIMES
+
+    assert known_runtimes() == list(RERANKER_RUNTIMES)

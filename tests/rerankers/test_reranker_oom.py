@@ -75,7 +75,7 @@ def test_results_are_read_back_per_batch_or_once_per_call(monkeypatch, tiny_rera
         events.append("read")
         return postprocess(logits)
 
-    monkeypatch.setattr(tiny_reranker, "_defers_results", lambda: deferred)
+    monkeypatch.setattr(tiny_reranker, "defers_results", lambda: deferred)
     monkeypatch.setattr(tiny_reranker, "forward", recording_forward)
     monkeypatch.setattr(tiny_reranker, "postprocess", recording_postprocess)
 

@@ -1,9 +1,7 @@
-"""The scoring contract of the base class: order, batching, empty input, rank, normalize, limits."""
+"""The encoder family's scoring details and the shared helpers (sigmoid, device and dtype names);
+the contract every family keeps is tests/rerankers/test_family_contract.py."""
 
 from __future__ import annotations
-
-import itertools
-import math
 
 import pytest
 import torch
@@ -29,33 +27,8 @@ def reference_scores(shared_reranker) -> list[float]:
     ]
 
 
-@pytest.mark.parametrize("batch_size", range(1, len(MIXED) + 1))
-def test_order_is_preserved_for_every_batch_size(shared_reranker, reference_scores, batch_size):
-    scores = shared_reranker.score("what is panda?", MIXED, batch_size=batch_size)
-
-    assert scores == pytest.approx(reference_scores, abs=1e-5)
-
-
 def test_scores_differ_between_passages(reference_scores):
     assert len({round(score, 4) for score in reference_scores}) == len(MIXED)
-
-
-def test_empty_input_gives_empty_list(shared_reranker):
-    assert shared_reranker.score("query", []) == []
-    assert shared_reranker.score_pairs([]) == []
-    assert shared_reranker.rank("query", []) == []
-
-
-def test_score_pairs_matches_score(shared_reranker, reference_scores):
-    pairs = [("what is panda?", passage) for passage in MIXED]
-    assert shared_reranker.score_pairs(pairs) == pytest.approx(reference_scores, abs=1e-5)
-
-
-def test_normalize_is_sigmoid_of_raw(shared_reranker, reference_scores):
-    normalized = shared_reranker.score("what is panda?", MIXED, normalize=True)
-
-    assert normalized == pytest.approx([1 / (1 + math.exp(-s)) for s in reference_scores], abs=1e-6)
-    assert all(0.0 < value < 1.0 for value in normalized)
 
 
 def test_sigmoid_is_stable_for_large_logits():
@@ -64,35 +37,12 @@ def test_sigmoid_is_stable_for_large_logits():
     assert sigmoid(0.0) == 0.5
 
 
-def test_rank_is_sorted_descending(shared_reranker, reference_scores):
-    ranked = shared_reranker.rank("what is panda?", MIXED)
-
-    assert sorted(index for index, _ in ranked) == list(range(len(MIXED)))
-    assert [score for _, score in ranked] == pytest.approx(
-        sorted(reference_scores, reverse=True), abs=1e-5
-    )
-    assert shared_reranker.rank("what is panda?", MIXED, top_n=3) == ranked[:3]
-    assert shared_reranker.rank("what is panda?", MIXED, top_n=0) == []
-
-
-def test_rank_keeps_input_order_for_equal_scores(shared_reranker):
-    passages = ["bamboo", "hi", "bamboo", "hi", "bamboo"]
-    ranked = shared_reranker.rank("what is panda?", passages)
-
-    for (first, first_score), (second, second_score) in itertools.pairwise(ranked):
-        assert first_score >= second_score
-        if first_score == second_score:
-            assert first < second
-    assert [index for index, _ in ranked if passages[index] == "bamboo"] == [0, 2, 4]
-
-
 def test_max_length_is_capped_at_the_model_positions(shared_reranker):
     # XLM-R loses two positions to the padding offset: 514 positions -> 512 tokens.
     assert shared_reranker.max_supported_length == 512
     assert shared_reranker.max_length == 512
     pairs = [("q", MIXED[1] * 20)]
     assert len(shared_reranker.tokenize(pairs, 512)[0]) == 512
-    assert shared_reranker.score_pairs(pairs, max_length=4096) == shared_reranker.score_pairs(pairs)
 
 
 def test_attributes(shared_reranker, tiny_reranker_dir):

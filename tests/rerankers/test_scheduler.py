@@ -1,4 +1,4 @@
-"""Dynamic batching (`rerankers/scheduler.py`): concurrent calls share batches, scores unchanged.
+"""Dynamic batching (`rerankers/batching/scheduler.py`): concurrent calls share batches, scores unchanged.
 
 Every test runs the real tiny models; a slow forward is made by holding the reranker's own forward
 lock, never by mocking the scheduler.
@@ -10,14 +10,13 @@ import copy
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
 
 from search_service.errors import OverloadedError, ServiceError
 from search_service.rerankers import load_reranker
-from search_service.rerankers.scheduler import BatchScheduler
+from search_service.rerankers.batching.scheduler import BatchScheduler
 from tests.rerankers.conftest import batch_shape
 
 PASSAGES = [
@@ -36,41 +35,6 @@ QUERIES = [
 ]
 
 
-def make_local_layerwise_reranker(path: Path) -> Path:
-    """The tests' tiny layerwise tokenizer with random weights saved by our own model class (the
-    FlagEmbedding-saved checkpoint needs the reference environment)."""
-    from search_service.rerankers.minicpm_layerwise import (
-        LayerwiseMiniCPMConfig,
-        LayerwiseMiniCPMForScoring,
-    )
-    from tests.support.tiny_layerwise import TINY_CONFIG, write_tokenizer
-
-    path.mkdir(parents=True, exist_ok=True)
-    tokenizer = write_tokenizer(path)
-    config = LayerwiseMiniCPMConfig(
-        **TINY_CONFIG, vocab_size=tokenizer.get_vocab_size(), initializer_range=0.3
-    )
-    torch.manual_seed(0)
-    LayerwiseMiniCPMForScoring(config).save_pretrained(str(path))
-    return path
-
-
-def _make(family: str, path: Path) -> Path:
-    if family == "encoder":
-        from tests.support.tiny_models import make_tiny_encoder_reranker
-
-        return make_tiny_encoder_reranker(path)
-    if family == "llm":
-        from tests.support.tiny_llm import make_tiny_llm_reranker
-
-        return make_tiny_llm_reranker(path)
-    if family == "lightweight":
-        from tests.support.tiny_lightweight import make_local_lightweight_reranker
-
-        return make_local_lightweight_reranker(path)
-    return make_local_layerwise_reranker(path)
-
-
 # Per-call options that change the forward: requests with different ones must not share a batch.
 OPTIONS = {
     "encoder": [{}],
@@ -85,9 +49,18 @@ OPTIONS = {
 TOLERANCE = {"encoder": 1e-5, "llm": 1e-4, "layerwise": 1e-5, "lightweight": 1e-5}
 
 
+# The session's tiny checkpoint of each family (tests/rerankers/conftest.py).
+CHECKPOINTS = {
+    "encoder": "tiny_reranker_dir",
+    "llm": "llm_dir",
+    "layerwise": "layerwise_local_dir",
+    "lightweight": "lightweight_local_dir",
+}
+
+
 @pytest.fixture(scope="module", params=list(OPTIONS))
-def family_reranker(request, tmp_path_factory):
-    path = _make(request.param, tmp_path_factory.mktemp("checkpoints") / request.param)
+def family_reranker(request):
+    path = request.getfixturevalue(CHECKPOINTS[request.param])
     reranker = load_reranker(path, device="cpu", max_length=64)
     assert reranker.family == request.param
     return reranker
@@ -346,7 +319,7 @@ def test_direct_batches_follow_the_token_budget(tiny_reranker):
 
 
 def test_default_token_budget_follows_device_and_dtype():
-    from search_service.rerankers.base import default_token_budget
+    from search_service.rerankers.batching.budget import default_token_budget
 
     assert default_token_budget("cpu", torch.float32) < default_token_budget("cpu", torch.bfloat16)
     assert default_token_budget("cuda:0", torch.float16) > default_token_budget("cpu", torch.bfloat16)
@@ -373,7 +346,7 @@ def _record_stages(reranker, deferred: bool, poison: list[int] | None = None) ->
         return postprocess(logits)
 
     reranker.forward, reranker.postprocess = recording_forward, recording_postprocess
-    reranker._defers_results = lambda: deferred
+    reranker.defers_results = lambda: deferred
     return events
 
 

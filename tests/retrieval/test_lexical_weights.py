@@ -8,14 +8,14 @@ from sqlalchemy import select
 
 from ingestion.pipeline import SourceDocument
 from search_service.retrieval.sparse_head import SparseHead, lexical_score
-from tests.support.tiny_models import CORPUS_EN, CORPUS_ZH
+from search_service.testing.tiny_encoder import CORPUS_EN, CORPUS_ZH
 
 TEXTS = CORPUS_EN[:6] + CORPUS_ZH[:4]
 
 
 @pytest.fixture(scope="module")
 def tiny_m3_dir(tmp_path_factory):
-    from tests.support.tiny_m3 import make_tiny_m3
+    from search_service.testing.tiny_m3 import make_tiny_m3
 
     return make_tiny_m3(tmp_path_factory.mktemp("tiny-m3"))
 

@@ -36,7 +36,7 @@ from transformers.models.llama.modeling_llama import (
 )
 
 from search_service.errors import ConfigurationError, ModelLoadError
-from search_service.rerankers.decoder_inputs import last_token_positions
+from search_service.rerankers.families.decoder_inputs import last_token_positions
 
 ARCHITECTURE = "LayerWiseMiniCPMForCausalLM"
 

@@ -1,10 +1,10 @@
-"""A tiny bge-reranker-v2-minicpm-layerwise checkpoint, generated in the tests.
+"""A tiny bge-reranker-v2-minicpm-layerwise checkpoint, generated for the tests and benchmarks.
 
-The model is saved by FlagEmbedding's own `LayerWiseMiniCPMForCausalLM` in the reference env
-(`tests/reference/make_layerwise.py`), so the weight names and shapes, the config (`model_type`
-`minicpm`, `start_layer`, `head_multi`, `head_type`, `scale_*`) and the remote code files with
-their `auto_map` are laid out as in the published checkpoint. Weights are random but wide, with
-perturbed norms and heads, so pairs and layers get clearly different scores.
+For the parity tests the model is saved by FlagEmbedding's own `LayerWiseMiniCPMForCausalLM` in the
+reference env (`tests/reference/checkpoints.py`, `make_layerwise.py`), so the weight names and
+shapes, the config (`model_type` `minicpm`, `start_layer`, `head_multi`, `head_type`, `scale_*`) and
+the remote code files with their `auto_map` are laid out as in the published checkpoint. Weights are
+random but wide, with perturbed norms and heads, so pairs and layers get clearly different scores.
 
 The tokenizer is a Llama fast tokenizer (byte-fallback BPE, Metaspace pre-tokenizer, no
 normalizer), trained here on a small English and Chinese corpus. transformers 5 rebuilds a
@@ -14,11 +14,10 @@ tokenizer.json as it is; the file is written in exactly that pipeline, and `lega
 so both versions tokenize identically (checked by the tests).
 
 `make_local_layerwise_reranker(path)` writes the same kind of checkpoint from our own model class
-(`search_service.rerankers.minicpm_layerwise`) with transformers 5, for the fast tests that need a
-model but not FlagEmbedding's: same tokenizer, config values, parameter names and weight-drawing
+(`search_service.rerankers.families.minicpm_layerwise`) with transformers 5, for the tests that need
+a model but not FlagEmbedding's: same tokenizer, config values, parameter names and weight-drawing
 scheme, and a config.json in the published (transformers 4) layout. The slow
-`test_weights_load_unchanged` checks that FlagEmbedding's class saves exactly these names.
-"""
+`test_weights_load_unchanged` checks that FlagEmbedding's class saves exactly these names."""
 
 from __future__ import annotations
 
@@ -27,8 +26,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from tests.support.tiny_models import CORPUS_EN, CORPUS_ZH
-from tests.support.tokenizer_files import added_tokens_decoder
+from search_service.testing.tiny_encoder import CORPUS_EN, CORPUS_ZH
+from search_service.testing.tokenizer_files import added_tokens_decoder
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 BYTE_TOKENS = [f"<0x{value:02X}>" for value in range(256)]
@@ -147,37 +146,13 @@ def write_tokenizer(path: Path | str) -> Tokenizer:
     return tokenizer
 
 
-def make_tiny_layerwise_reranker(
-    path: Path | str, *, seed: int = 0, initializer_range: float = 0.3, **config_changes
-) -> Path:
-    """Write the tiny checkpoint to `path` (model saved in the reference env; builds it once)."""
-    from tests.reference.env import run_reference_script
-
-    path = Path(path)
-    tokenizer = write_tokenizer(path)
-    config = {
-        **TINY_CONFIG,
-        "vocab_size": tokenizer.get_vocab_size(),
-        "initializer_range": initializer_range,
-        **config_changes,
-    }
-    payload = {
-        "path": str(path),
-        "seed": seed,
-        "initializer_range": initializer_range,
-        "config": config,
-    }
-    run_reference_script("make_layerwise.py", payload)
-    return path
-
-
 def make_local_layerwise_reranker(
     path: Path | str, *, seed: int = 0, initializer_range: float = 0.3
 ) -> Path:
     """The tiny checkpoint saved by our model class (no reference env needed)."""
     import torch
 
-    from search_service.rerankers.minicpm_layerwise import (
+    from search_service.rerankers.families.minicpm_layerwise import (
         LayerwiseMiniCPMConfig,
         LayerwiseMiniCPMForScoring,
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import XLMRobertaConfig, XLMRobertaModel
 
-from tests.support.tiny_models import (
+from search_service.testing.tiny_encoder import (
     MODEL_MAX_LENGTH,
     _randomize,
     _tokenizer_config,

@@ -16,12 +16,11 @@ import inspect
 
 import torch
 
-from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
-from search_service.rerankers.decoder import DecoderReranker
-from search_service.rerankers.decoder_inputs import last_token_positions
+from search_service.rerankers.families.decoder import DecoderReranker
+from search_service.rerankers.families.decoder_inputs import last_token_positions
 
 YES = "Yes"
 
@@ -31,7 +30,7 @@ class LLMReranker(DecoderReranker):
     batch_size, query_max_length, prompt)."""
 
     family = "llm"
-    options = frozenset({"prompt", "query_max_length"})
+    options = ("prompt", "query_max_length")
 
     def _prepare(self) -> None:
         yes_ids = self.tokenizer(YES, add_special_tokens=False)["input_ids"]
@@ -49,8 +48,8 @@ class LLMReranker(DecoderReranker):
         cls,
         checkpoint: Checkpoint,
         *,
-        device: str | None = None,
-        dtype: str | torch.dtype | None = None,
+        device: str,
+        dtype: torch.dtype,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         query_max_length: int | None = None,
@@ -60,13 +59,11 @@ class LLMReranker(DecoderReranker):
     ) -> LLMReranker:
         from transformers import AutoModelForCausalLM
 
-        device_name = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, device_name)
         tokenizer, model = load_transformers_model(
             AutoModelForCausalLM,
             checkpoint,
-            device_name,
-            torch_dtype,
+            device,
+            dtype,
             trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation,
         )
@@ -74,8 +71,8 @@ class LLMReranker(DecoderReranker):
             checkpoint,
             tokenizer,
             model,
-            device_name,
-            torch_dtype,
+            device,
+            dtype,
             max_length=max_length,
             batch_size=batch_size,
             query_max_length=query_max_length,

@@ -33,17 +33,16 @@ from typing import Any
 
 import torch
 
-from search_service.devices import resolve_device, resolve_dtype
-from search_service.errors import ConfigurationError, ModelLoadError
+from search_service.errors import ConfigurationError, InvalidRequestError, ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
 from search_service.rerankers.checkpoint import Checkpoint, load_with_fast_tokenizer
-from search_service.rerankers.decoder import (
+from search_service.rerankers.families.decoder import (
     LayeredDecoderReranker,
     LayeredFeature,
     Layers,
     as_integers,
 )
-from search_service.rerankers.gemma2_lightweight import (
+from search_service.rerankers.families.gemma2_lightweight import (
     LightweightGemma2ForScoring,
     attention_implementation,
     load_lightweight_gemma2,
@@ -68,9 +67,7 @@ class LightweightFeature(LayeredFeature):
 
 class LightweightReranker(LayeredDecoderReranker):
     family = "lightweight"
-    options = frozenset(
-        {"prompt", "cutoff_layers", "compress_ratio", "compress_layers", "query_max_length"}
-    )
+    options = ("prompt", "query_max_length", "cutoff_layers", "compress_ratio", "compress_layers")
     default_prompt = DEFAULT_PROMPT
     ascending_layers = True
 
@@ -109,8 +106,8 @@ class LightweightReranker(LayeredDecoderReranker):
         cls,
         checkpoint: Checkpoint,
         *,
-        device: str | None = None,
-        dtype: str | torch.dtype | None = None,
+        device: str,
+        dtype: torch.dtype,
         attn_logit_softcapping: bool = False,
         attn_implementation: str | None = None,
         **options: Any,
@@ -122,10 +119,6 @@ class LightweightReranker(LayeredDecoderReranker):
         batch_size, query_max_length, cutoff_layers, compress_ratio, compress_layers, prompt.
         The tokenizer is loaded from tokenizer.json as it is, as transformers 4.46 does.
         """
-        device_name = resolve_device(device)
-        if dtype in (None, "auto") and device_name.startswith("cuda"):
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        torch_dtype = resolve_dtype(dtype, device_name)
         source = checkpoint.name_or_path
         try:
             implementation = attention_implementation(attn_logit_softcapping, attn_implementation)
@@ -135,23 +128,39 @@ class LightweightReranker(LayeredDecoderReranker):
         def load_model() -> tuple[LightweightGemma2ForScoring, dict[str, list[str]]]:
             model, info = load_lightweight_gemma2(
                 source,
-                dtype=torch_dtype,
+                dtype=dtype,
                 attn_logit_softcapping=attn_logit_softcapping,
                 attn_implementation=implementation,
                 **checkpoint.hub_options,
             )
-            return model.to(device_name), info
+            return model.to(device), info
 
         tokenizer, (model, info) = load_with_fast_tokenizer(checkpoint, load_model)
         if info["missing_keys"]:
             missing = ", ".join(sorted(info["missing_keys"]))
             raise ModelLoadError(f"reranker {source!r} lacks weights: {missing}")
-        return cls._loaded(checkpoint, tokenizer, model, device_name, torch_dtype, **options)
+        return cls._loaded(checkpoint, tokenizer, model, device, dtype, **options)
+
+    @classmethod
+    def default_dtype(cls, device: str) -> str | None:
+        # Gemma2's activations overflow float16: bfloat16 where the GPU has it.
+        if device.startswith("cuda"):
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return None
 
     @property
     def layers(self) -> list[int]:
         """The layers that have a score head (what `cutoff_layers` may name)."""
         return list(self.model.config.score_layers)
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """As `LayeredDecoderReranker.check_options`; no `compress_layers` above the last layer."""
+        checked = super().check_options(options)
+        deepest = max(self.layers)
+        wrong = [layer for layer in checked.get("compress_layers", ()) if layer > deepest]
+        if wrong:
+            raise InvalidRequestError(f"compress_layers: {wrong} beyond the model's {deepest} layers")
+        return checked
 
     # -- stages ----------------------------------------------------------------------------------
 

@@ -17,10 +17,14 @@ from typing import Any, ClassVar, Self
 
 import torch
 
-from search_service.errors import ConfigurationError, ModelLoadError
+from search_service.errors import ConfigurationError, InvalidRequestError, ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker, sigmoid
 from search_service.rerankers.checkpoint import Checkpoint
-from search_service.rerankers.decoder_inputs import BosPolicy, DecoderFeature, DecoderInputBuilder
+from search_service.rerankers.families.decoder_inputs import (
+    BosPolicy,
+    DecoderFeature,
+    DecoderInputBuilder,
+)
 
 Layers = int | Iterable[int]
 
@@ -34,6 +38,11 @@ def as_integers(value: Any, name: str) -> list[int]:
         return [operator.index(item) for item in items]
     except TypeError as error:
         raise ConfigurationError(f"{name} must be integers, got {value!r}") from error
+
+
+def layer_span(values: list[int]) -> str:
+    consecutive = values == list(range(values[0], values[-1] + 1))
+    return f"{values[0]}..{values[-1]}" if consecutive and len(values) > 2 else str(values)
 
 
 class DecoderReranker(Reranker):
@@ -234,6 +243,29 @@ class LayeredDecoderReranker(DecoderReranker):
         if normalize:
             return {layer: [sigmoid(value) for value in values] for layer, values in scores.items()}
         return scores
+
+    @property
+    def layers(self) -> Sequence[int]:
+        """The layers that have a score head (what `cutoff_layers` may name)."""
+        raise NotImplementedError
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """As `Reranker.check_options`; `cutoff_layers` (an int or a list) must name one layer
+        with a score head, and comes back as an int."""
+        checked = super().check_options(options)
+        if "cutoff_layers" in checked:
+            layers = checked["cutoff_layers"]
+            layers = layers if isinstance(layers, list) else [layers]
+            if len(set(layers)) != 1:
+                raise InvalidRequestError(f"cutoff_layers: one layer per request, got {layers}")
+            valid = list(self.layers)
+            if layers[0] not in valid:
+                raise InvalidRequestError(
+                    f"cutoff_layers: layer {layers[0]} has no score head; choose from "
+                    f"{layer_span(valid)}"
+                )
+            checked["cutoff_layers"] = layers[0]
+        return checked
 
     # -- stages ----------------------------------------------------------------------------------
 

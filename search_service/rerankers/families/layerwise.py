@@ -26,11 +26,10 @@ from typing import Any
 
 import torch
 
-from search_service.devices import resolve_device, resolve_dtype
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
 from search_service.rerankers.checkpoint import Checkpoint, load_with_fast_tokenizer
-from search_service.rerankers.decoder import LayeredDecoderReranker, LayeredFeature, Layers
-from search_service.rerankers.minicpm_layerwise import (
+from search_service.rerankers.families.decoder import LayeredDecoderReranker, LayeredFeature, Layers
+from search_service.rerankers.families.minicpm_layerwise import (
     LayerwiseMiniCPMConfig,
     LayerwiseMiniCPMForScoring,
 )
@@ -43,15 +42,15 @@ class LayerwiseReranker(LayeredDecoderReranker):
     batch_size, query_max_length, cutoff_layers, prompt)."""
 
     family = "layerwise"
-    options = frozenset({"cutoff_layers", "prompt", "query_max_length"})
+    options = ("prompt", "query_max_length", "cutoff_layers")
 
     @classmethod
     def load(
         cls,
         checkpoint: Checkpoint,
         *,
-        device: str | None = None,
-        dtype: str | torch.dtype | None = None,
+        device: str,
+        dtype: torch.dtype,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         query_max_length: int | None = None,
@@ -65,25 +64,23 @@ class LayerwiseReranker(LayeredDecoderReranker):
         the last layer). The tokenizer is loaded from tokenizer.json as it is (as transformers
         4.46 does), not rebuilt from its vocabulary.
         """
-        device_name = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, device_name)
         config = LayerwiseMiniCPMConfig.from_checkpoint(checkpoint.config)
-        model_options: dict[str, Any] = dict(checkpoint.hub_options, dtype=torch_dtype)
+        model_options: dict[str, Any] = dict(checkpoint.hub_options, dtype=dtype)
         if attn_implementation is not None:
             model_options["attn_implementation"] = attn_implementation
         tokenizer, model = load_with_fast_tokenizer(
             checkpoint,
             lambda: LayerwiseMiniCPMForScoring.from_pretrained(
                 checkpoint.name_or_path, config=config, **model_options
-            ).to(device_name),
+            ).to(device),
         )
         model.eval()
         return cls._loaded(
             checkpoint,
             tokenizer,
             model,
-            device_name,
-            torch_dtype,
+            device,
+            dtype,
             max_length=max_length,
             batch_size=batch_size,
             query_max_length=query_max_length,

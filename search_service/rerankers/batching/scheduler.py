@@ -13,8 +13,8 @@ into length-sorted batches, so a batch mixes pairs from several requests:
    every pair is scored within two rounds whatever arrives after it;
 3. the round's pairs are sorted longest first and cut into batches of at most `max_batch_size` rows
    with `rows x longest row <= token_budget` (a single longer pair runs alone), each launched by
-   `Reranker._launch_batches` (collate, forward under the forward lock, OOM back-off);
-4. its scores are read back (`Reranker._read_back`) and go to their requests; a request returns
+   `Reranker.launch` (collate, forward under the forward lock, OOM back-off);
+4. its scores are read back (`Reranker.read_back`) and go to their requests; a request returns
    when its last pair is scored;
 5. on a GPU, step 4 waits until the next batch is launched (from this round, or from the next one
    where one is ready), so the device runs it while the worker hands out scores and collates.
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from search_service.errors import OverloadedError, ServiceError
-from search_service.rerankers.base import Launched, batch_rows
+from search_service.rerankers.batching.budget import Launched, batch_rows
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class BatchScheduler:
         self.max_batch_size = max_batch_size or (GPU_MAX_BATCH if gpu else CPU_MAX_BATCH)
         self.queue_max = queue_max
         # Step 5 (module doc): only where results are read back later, i.e. on a GPU.
-        self.pipeline = pipeline and reranker._defers_results()
+        self.pipeline = pipeline and reranker.defers_results()
         self.observers: list[Callable[[BatchInfo], None]] = []
         self.rejected = 0
         self._cond = threading.Condition()
@@ -159,7 +159,7 @@ class BatchScheduler:
                 self._start()
                 self._cond.notify()
         if request is None:  # closed: score here, as without a scheduler
-            return self.reranker._score_batches(features, self.reranker.batch_size)
+            return self.reranker.score_batches(features, self.reranker.batch_size)
         request.done.wait()
         if request.error is not None:
             raise request.error
@@ -299,7 +299,7 @@ class BatchScheduler:
             return None
         started = time.perf_counter()
         try:
-            launched = self.reranker._launch_batches([pair.feature for pair in live], len(live))
+            launched = self.reranker.launch([pair.feature for pair in live], len(live))
         except Exception as caught:  # noqa: BLE001 - it belongs to the batch's requests
             return _InFlight(live, None, started, caught)
         return _InFlight(live, launched, started)
@@ -309,7 +309,7 @@ class BatchScheduler:
         batch, error, scores = flight.batch, flight.error, None
         if error is None:
             try:
-                scores = self.reranker._read_back(flight.launched)
+                scores = self.reranker.read_back(flight.launched)
             except Exception as caught:  # noqa: BLE001 - it belongs to the batch's requests
                 error = caught
         seconds = time.perf_counter() - flight.started

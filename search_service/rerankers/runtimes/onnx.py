@@ -30,11 +30,11 @@ import torch
 
 from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ConfigurationError, ModelLoadError
-from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
-from search_service.rerankers.encoder import EncoderReranker
-from search_service.rerankers.onnx_export import OPSET, export, quantize
-from search_service.settings import RERANKER_RUNTIMES
+from search_service.rerankers.families.encoder import EncoderReranker
+from search_service.rerankers.runtimes.onnx_export import OPSET, export, quantize
+from search_service.rerankers.runtimes.registry import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +42,47 @@ RECIPE_VERSION = 1  # bump when the export recipe changes: older cache entries a
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
-def check_runtime(runtime: str | None) -> str:
-    name = str(runtime or "torch").strip().lower()
-    if name not in RERANKER_RUNTIMES:
-        raise ConfigurationError(
-            f"invalid reranker runtime {runtime!r}: expected {', '.join(RERANKER_RUNTIMES)}"
-        )
-    return name
-
-
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "search-service" / "onnx"
+
+
+class OnnxRuntime(Runtime):
+    """The encoder family's forward in an ONNX Runtime CPU session, exported in float32."""
+
+    name = "onnx"
+    families = frozenset({"encoder"})
+
+    def place(self, family: type[Reranker], device: Any, dtype: Any) -> tuple[str, torch.dtype]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as error:
+            raise ConfigurationError(
+                f"the {self.name} reranker runtime needs ONNX Runtime: "
+                "pip install 'search-service[onnx]'"
+            ) from error
+        if device not in (None, "auto") and resolve_device(device) != "cpu":
+            raise ConfigurationError(
+                f"the {self.name} reranker runtime runs on CPU, not {device!r}: set "
+                "RAG_DEVICE=cpu or RAG_RERANKER_RUNTIME=torch"
+            )
+        if dtype not in (None, "auto") and resolve_dtype(dtype, "cpu") != torch.float32:
+            raise ConfigurationError(
+                f"the {self.name} reranker runtime takes a float32 checkpoint (onnx-int8 "
+                f"quantizes it itself), not dtype {dtype!r}: leave RAG_RERANKER_DTYPE unset"
+            )
+        return "cpu", torch.float32
+
+    def build(self, family, checkpoint, *, device, dtype, **options):
+        return OnnxEncoderReranker.load(
+            checkpoint, runtime=self.name, cache_dir=self.cache_dir, **options
+        )
+
+
+class OnnxInt8Runtime(OnnxRuntime):
+    """The same with int8 weights (dynamic quantization): faster, scores drift slightly."""
+
+    name = "onnx-int8"
 
 
 class OnnxEncoderReranker(EncoderReranker):
@@ -73,8 +102,6 @@ class OnnxEncoderReranker(EncoderReranker):
         checkpoint: Checkpoint,
         *,
         runtime: str = "onnx",
-        device: str | None = None,
-        dtype: str | torch.dtype | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
@@ -83,26 +110,9 @@ class OnnxEncoderReranker(EncoderReranker):
         trust_remote_code: bool = False,
         attn_implementation: str | None = None,  # ignored: the export always uses eager attention
     ) -> OnnxEncoderReranker:
+        """Export (once) and open `checkpoint` for `runtime`; built by `OnnxRuntime.build`."""
         from transformers import AutoConfig, AutoTokenizer
 
-        runtime = check_runtime(runtime)
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError as error:
-            raise ConfigurationError(
-                f"the {runtime} reranker runtime needs ONNX Runtime: "
-                "pip install 'search-service[onnx]'"
-            ) from error
-        if device not in (None, "auto") and resolve_device(device) != "cpu":
-            raise ConfigurationError(
-                f"the {runtime} reranker runtime runs on CPU, not {device!r}: set RAG_DEVICE=cpu "
-                "or RAG_RERANKER_RUNTIME=torch"
-            )
-        if dtype not in (None, "auto") and resolve_dtype(dtype, "cpu") != torch.float32:
-            raise ConfigurationError(
-                f"the {runtime} reranker runtime takes a float32 checkpoint (onnx-int8 quantizes "
-                f"it itself), not dtype {dtype!r}: leave RAG_RERANKER_DTYPE unset"
-            )
         source = checkpoint.name_or_path
         options = dict(checkpoint.hub_options, trust_remote_code=trust_remote_code)
         try:

@@ -1,18 +1,18 @@
-"""A tiny bge-reranker-v2.5-gemma2-lightweight checkpoint: `make_tiny_lightweight_reranker(path)`.
+"""A tiny bge-reranker-v2.5-gemma2-lightweight checkpoint: `make_local_lightweight_reranker(path)`.
 
-The model is saved by FlagEmbedding's own `CostWiseGemmaForCausalLM` in the reference env
-(`tests/reference/make_lightweight.py`, run through a subprocess), so the parameter names and
+For the parity tests the model is saved by FlagEmbedding's own `CostWiseGemmaForCausalLM` in the
+reference env (`tests/reference/checkpoints.py`, `make_lightweight.py`), so the parameter names and
 shapes, the config (`model_type: cost_wise_gemma`, `layer_wise`, `start_layer`, `layer_sep`) and the
 `auto_map` with the remote code are laid out as in the published checkpoint. It is small: hidden 32,
 4 layers (sliding window 12 on the even ones), 4 heads of 8, 2 key/value heads, one score head per
 layer 1-4, random weights spread wide so that pairs get clearly different scores.
 
 `make_local_lightweight_reranker(path)` writes the same checkpoint from our own model class
-(`search_service.rerankers.gemma2_lightweight`) with transformers 5, for the fast tests that need a
-model but not FlagEmbedding's: same config values, parameter names and weight-drawing scheme.
+(`search_service.rerankers.families.gemma2_lightweight`) with transformers 5, for the tests that
+need a model but not FlagEmbedding's: same config values, parameter names and weight-drawing scheme.
 
-The tokenizer is the tiny Gemma fast tokenizer of `tests.support.tiny_llm` (byte-fallback BPE over a
-small English and Chinese corpus, built so transformers 4.46 and 5 tokenize alike).
+The tokenizer is the tiny Gemma fast tokenizer of `search_service.testing.tiny_llm` (byte-fallback
+BPE over a small English and Chinese corpus, built so transformers 4.46 and 5 tokenize alike).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import torch
 
-from tests.reference.env import run_reference_script
-from tests.support.tiny_llm import build_tokenizer, gemma_tokenizer_config
+from search_service.testing.tiny_llm import build_tokenizer, gemma_tokenizer_config
 
 AUTO_MAP = {
     "AutoConfig": "gemma_config.CostWiseGemmaConfig",
@@ -52,7 +51,7 @@ TINY_CONFIG = {
 }
 
 
-def _write_tokenizer(path: Path) -> dict:
+def write_tokenizer(path: Path) -> dict:
     """The tokenizer files; returns the config fields that come from the tokenizer."""
     tokenizer = build_tokenizer()
     tokenizer.save(str(path / "tokenizer.json"))
@@ -71,32 +70,11 @@ def _write_tokenizer(path: Path) -> dict:
     }
 
 
-def make_tiny_lightweight_reranker(
-    path: Path | str, *, seed: int = 0, initializer_range: float = 0.5
-) -> Path:
-    """Write the checkpoint (config, safetensors, remote code, tokenizer) to `path`.
-
-    Needs the FlagEmbedding reference env (built on first use, see `tests/reference/env.py`).
-    """
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    config = {**TINY_CONFIG, **_write_tokenizer(path), "initializer_range": initializer_range}
-    request = {
-        "path": str(path),
-        "config": config,
-        "seed": seed,
-        "initializer_range": initializer_range,
-    }
-    result = run_reference_script("make_lightweight.py", request)
-    (path / "generator.json").write_text(json.dumps(result, indent=2))
-    return path
-
-
 def make_local_lightweight_reranker(
     path: Path | str, *, seed: int = 0, initializer_range: float = 0.5
 ) -> Path:
     """The same tiny checkpoint saved by our model class (no reference env needed)."""
-    from search_service.rerankers.gemma2_lightweight import (
+    from search_service.rerankers.families.gemma2_lightweight import (
         LightweightGemma2Config,
         LightweightGemma2ForScoring,
     )
@@ -104,7 +82,7 @@ def make_local_lightweight_reranker(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = LightweightGemma2Config(
-        **TINY_CONFIG, **_write_tokenizer(path), initializer_range=initializer_range
+        **TINY_CONFIG, **write_tokenizer(path), initializer_range=initializer_range
     )
     model = LightweightGemma2ForScoring(config)
     generator = torch.Generator().manual_seed(seed)

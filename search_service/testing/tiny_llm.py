@@ -34,7 +34,7 @@ from tokenizers import (
 )
 from transformers import GemmaConfig, GemmaForCausalLM
 
-from tests.support.tokenizer_files import added_tokens_decoder
+from search_service.testing.tokenizer_files import added_tokens_decoder
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
 MAX_POSITION_EMBEDDINGS = 8192

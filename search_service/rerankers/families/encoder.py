@@ -20,12 +20,11 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from search_service.devices import resolve_device, resolve_dtype
 from search_service.errors import ModelLoadError
-from search_service.rerankers import packed
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
-from search_service.rerankers.pair_template import PairTemplate
+from search_service.rerankers.families.pair_template import PairTemplate
+from search_service.rerankers.runtimes import packed
 from search_service.rerankers.token_cache import TokenCache, text_key
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class EncodedPair:
 
 class EncoderReranker(Reranker):
     family = "encoder"
-    options = frozenset()  # inputs are fixed by the checkpoint: no per-call options
+    options = ()  # inputs are fixed by the checkpoint: no per-call options
 
     def __init__(
         self,
@@ -102,7 +101,7 @@ class EncoderReranker(Reranker):
             name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size
         )
         self.query_max_length = query_max_length
-        # Batches as one unpadded row (rerankers/packed.py); `load` turns it on where it fits.
+        # Batches as one unpadded row (rerankers/runtimes/packed.py); `load` turns it on where it fits.
         self.packed = False
         # Passage ids by text (RAG_RERANK_TOKEN_CACHE); shared by the scheduler's shallow copy.
         self.token_cache = TokenCache()
@@ -112,8 +111,8 @@ class EncoderReranker(Reranker):
         cls,
         checkpoint: Checkpoint,
         *,
-        device: str | None = None,
-        dtype: str | torch.dtype | None = None,
+        device: str,
+        dtype: torch.dtype,
         max_length: int = DEFAULT_MAX_LENGTH,
         batch_size: int = DEFAULT_BATCH_SIZE,
         query_max_length: int | None = None,
@@ -122,14 +121,12 @@ class EncoderReranker(Reranker):
     ) -> EncoderReranker:
         from transformers import AutoModelForSequenceClassification
 
-        device_name = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, device_name)
         source = checkpoint.name_or_path
         tokenizer, model = load_transformers_model(
             AutoModelForSequenceClassification,
             checkpoint,
-            device_name,
-            torch_dtype,
+            device,
+            dtype,
             trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation,
         )
@@ -139,19 +136,22 @@ class EncoderReranker(Reranker):
                 "needs "
                 "a one-label relevance head (use a cross-encoder such as BAAI/bge-reranker-v2-m3)"
             )
-        log.info("loaded encoder reranker %s on %s (%s)", source, device_name, torch_dtype)
+        log.info("loaded encoder reranker %s on %s (%s)", source, device, dtype)
         reranker = cls(
             model=model,
             tokenizer=tokenizer,
             name=source,
-            device=device_name,
-            dtype=torch_dtype,
+            device=device,
+            dtype=dtype,
             max_length=max_length,
             batch_size=batch_size,
             query_max_length=query_max_length,
         )
-        reranker.packed = packed.enable(model, device_name)
+        reranker.packed = packed.enable(model, device)
         return reranker
+
+    def use_token_cache(self, max_tokens: int) -> None:
+        self.token_cache = TokenCache(max_tokens)
 
     @property
     def text_tokenizer(self) -> Tokenizer:

@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification
 
-from tests.support.tokenizer_files import added_tokens_decoder
+from search_service.testing.tokenizer_files import added_tokens_decoder
 
 SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 MODEL_MAX_LENGTH = 512
