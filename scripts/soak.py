@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
 from scripts.driver import DOCUMENT_IDS, WORDS, Driver
 from scripts.expected import Model
 from scripts.live import Client, Deployment, Divergence
