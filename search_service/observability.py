@@ -32,6 +32,21 @@ def request_id() -> str | None:
     return g.get("request_id") if has_request_context() else None
 
 
+def iso_time(record: logging.LogRecord) -> str:
+    """ISO 8601 in UTC with its offset, as every timestamp the service shows."""
+    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
+class TextFormatter(logging.Formatter):
+    """`RAG_LOG_FORMAT=text` and the CLI: one line per record, its time in ISO 8601 with the offset."""
+
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record, datefmt=None):
+        return iso_time(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id and any `extra` fields."""
 
@@ -39,7 +54,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         body = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": iso_time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -67,10 +82,12 @@ class DebugNeedsVerbose(logging.Filter):
 def setup_logging(verbose: bool) -> None:
     """The CLI's logging: our packages at INFO (DEBUG with -v), everyone else at WARNING, and no
     library's DEBUG lines without -v whatever level it set for itself."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a host that configured logging keeps its own
+        handler = logging.StreamHandler()
+        handler.setFormatter(TextFormatter())
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     for package in OWN_LOGGERS:
         logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
     for handler in logging.getLogger().handlers:

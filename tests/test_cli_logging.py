@@ -3,6 +3,7 @@
 import logging
 import subprocess
 import sys
+from datetime import datetime, timedelta
 
 SCRIPT = """
 import logging, sys
@@ -24,6 +25,8 @@ def run(*args: str) -> str:
 
 def test_library_debug_lines_need_verbose():
     quiet = run("-")
+    stamp = quiet.splitlines()[0].split(" ", 1)[0]
+    assert datetime.fromisoformat(stamp).utcoffset() == timedelta(0)  # ISO 8601 with its offset
     assert "Building index from tokens" not in quiet and "our own debug" not in quiet
     assert "a library warning" in quiet and "our own info" in quiet
     loud = run("-v")
