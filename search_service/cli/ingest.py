@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from ingestion.parsers.detect import SUPPORTED_EXTENSIONS
 from search_service.cli.base import Context, fail, load_services, main
 from search_service.errors import ServiceError
 from search_service.settings import Settings
+
+log = logging.getLogger("search_service.worker")
 
 
 def collect_files(paths: tuple[Path, ...]) -> list[tuple[str, Path]]:
@@ -69,7 +72,7 @@ def worker(ctx: Context, once):
     services = load_services(ctx, with_rerankers=False)
     settings = ctx.settings
     runner = make_worker(services, settings)
-    click.echo("worker started; waiting for jobs", err=True)
+    log.info("worker started; waiting for jobs")  # in RAG_LOG_FORMAT, like every other line
     if once:
         while runner.run_once() is not None:
             pass
@@ -79,8 +82,8 @@ def worker(ctx: Context, once):
         runner.run()
     except KeyboardInterrupt:
         runner.stopping.set()
-        click.echo("worker stopped at once (a second signal); a job it held is retried once its "
-                   "lease expires", err=True)
+        log.warning("worker stopped at once (a second signal); a job it held is retried once its "
+                    "lease expires")
         sys.exit(130)
 
 
