@@ -1,0 +1,109 @@
+"""The pgvector backend: vectors searched inside PostgreSQL, nothing held by the process.
+
+A chunk committed by any worker is in the next query of every replica; a deleted one is gone
+at once (its `chunk_vectors` row goes with it); nothing is built at start-up.
+
+- Unfiltered, or a filter allowing more than `flat_max` chunks: the collection's HNSW index
+  (inner product, `hnsw.ef_search`), with pgvector 0.8's iterative scans
+  (`hnsw.iterative_scan`, default `relaxed_order`) so a filter that rejects most of what the
+  graph visits keeps scanning until k allowed rows are found. Relaxed order is re-sorted here.
+- A filter allowing at most `flat_max` chunks: exact, a plain scan of the allowed rows (a
+  materialized CTE, so the planner cannot answer it from the HNSW index).
+- A search that comes back short of min(k, allowed) falls back to exact, as FAISS does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pgvector import HalfVector, Vector
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from search_service.retrieval.vector_store import Hits, VectorStore, check_dimension
+from search_service.store.models import Collection
+from search_service.store.vectors import (
+    VectorLayout,
+    chunk_vectors,
+    create_collection_index,
+    drop_collection_index,
+    typed,
+)
+
+ITERATIVE_SCANS = ("off", "strict_order", "relaxed_order")
+
+
+def _param(collection: Collection, vector: np.ndarray) -> str:
+    values = np.asarray(vector, dtype=np.float32)
+    return (HalfVector(values) if collection.vector_type == "halfvec" else Vector(values)).to_text()
+
+
+class PgvectorStore(VectorStore):
+    name = "pgvector"
+
+    def __init__(self, *, flat_max: int = 100_000, ef_search: int = 200, iterative_scan: str = "relaxed_order", max_scan_tuples: int = 20_000, layout: VectorLayout | None = None):
+        if iterative_scan not in ITERATIVE_SCANS:
+            raise ValueError(f"hnsw.iterative_scan must be one of {', '.join(ITERATIVE_SCANS)}, got {iterative_scan!r}")
+        self.flat_max = flat_max
+        self.ef_search = ef_search
+        self.iterative_scan = iterative_scan
+        self.max_scan_tuples = max_scan_tuples
+        self.layout = layout or VectorLayout(backend="pgvector")
+
+    @classmethod
+    def from_settings(cls, settings) -> PgvectorStore:
+        return cls(
+            flat_max=settings.index_flat_max,
+            ef_search=settings.pgvector_ef_search,
+            iterative_scan=settings.pgvector_iterative_scan,
+            layout=VectorLayout.from_settings(settings),
+        )
+
+    def search(self, session: Session, collection: Collection, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> Hits:
+        check_dimension(collection, vector)
+        if k <= 0 or (allowed_ids is not None and len(allowed_ids) == 0):
+            return []
+        ids = None if allowed_ids is None else [int(i) for i in allowed_ids]
+        if ids is not None and len(ids) <= self.flat_max:
+            return self.exact(session, collection, vector, k, ids)
+        hits = self.approximate(session, collection, vector, k, ids)
+        if len(hits) < k and len(hits) < (self.count(session, collection) if ids is None else len(ids)):
+            return self.exact(session, collection, vector, k, ids)
+        return hits
+
+    def approximate(self, session: Session, collection: Collection, vector: np.ndarray, k: int, ids: list[int] | None) -> Hits:
+        """The HNSW index, with an iterative scan under a filter (settings local to the transaction)."""
+        session.execute(text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(max(self.ef_search, k))})
+        session.execute(text("SELECT set_config('hnsw.iterative_scan', :v, true)"), {"v": self.iterative_scan})
+        session.execute(text("SELECT set_config('hnsw.max_scan_tuples', :v, true)"), {"v": str(self.max_scan_tuples)})
+        kind = collection.vector_type or "vector"
+        where = "collection_id = :collection" + ("" if ids is None else " AND chunk_id = ANY(:ids)")
+        rows = session.execute(
+            text(
+                f"SELECT chunk_id, {typed(collection)} <#> CAST(:q AS {kind}({int(collection.dimension)})) AS distance "
+                f"FROM chunk_vectors WHERE {where} ORDER BY distance LIMIT :k"
+            ),
+            {"q": _param(collection, vector), "collection": collection.id, "ids": ids, "k": k},
+        ).all()
+        return sorted(((int(i), -float(d)) for i, d in rows), key=lambda hit: (-hit[1], hit[0]))
+
+    def exact(self, session: Session, collection: Collection, vector: np.ndarray, k: int, ids: list[int] | None) -> Hits:
+        """Every allowed row scored in full precision: the true top k."""
+        where = "collection_id = :collection" + ("" if ids is None else " AND chunk_id = ANY(:ids)")
+        rows = session.execute(
+            text(
+                f"WITH allowed AS MATERIALIZED (SELECT chunk_id, embedding FROM chunk_vectors WHERE {where}) "
+                "SELECT chunk_id, embedding <#> CAST(:q AS vector) AS distance FROM allowed "
+                "ORDER BY distance, chunk_id LIMIT :k"
+            ),
+            {"q": Vector(np.asarray(vector, dtype=np.float32)).to_text(), "collection": collection.id, "ids": ids, "k": k},
+        ).all()
+        return [(int(i), -float(d)) for i, d in rows]
+
+    def count(self, session: Session, collection: Collection) -> int:
+        return int(session.scalar(select(func.count()).where(chunk_vectors.c.collection_id == collection.id)) or 0)
+
+    def rebuild(self, session: Session, collection: Collection) -> str:
+        """Drop and build the collection's HNSW index again (with the current m, ef_construction)."""
+        drop_collection_index(session, collection.id)
+        create_collection_index(session, collection, self.layout)
+        return f"pgvector HNSW index rebuilt ({self.count(session, collection)} vectors, m={self.layout.hnsw_m})"

@@ -1,0 +1,200 @@
+"""Vectors in PostgreSQL (pgvector): the `chunk_vectors` table, its per-collection HNSW indexes,
+and which backend a new collection gets.
+
+Every chunk keeps its float32 embedding in `chunks.embedding` whatever the backend (that is what
+FAISS rebuilds from and what `move_collection` copies). A pgvector collection also has one
+`chunk_vectors` row per chunk, written in the transaction that writes the chunk and removed with
+it (ON DELETE CASCADE), so every process sees the same vectors at once.
+
+`chunk_vectors.embedding` is an untyped `vector` because collections differ in dimension; each
+pgvector collection gets its own partial HNSW index on `embedding::vector(d)` (or
+`::halfvec(d)`, half the index memory) `WHERE collection_id = <id>`, inner product, created when
+the collection is. The extension and the table come from the Alembic migration
+(`ensure_pgvector_schema`); the per-collection index is the one piece of DDL issued at run time,
+because the dimension is only known when the collection is created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    MetaData,
+    Table,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from search_service.errors import ConfigurationError
+
+BACKENDS = ("faiss", "pgvector")
+PGVECTOR_TYPES = ("vector", "halfvec")
+WRITE_BATCH = 1000
+
+metadata = MetaData()
+# Not part of the ORM models' metadata: the table exists only where pgvector is set up.
+chunk_vectors = Table(
+    "chunk_vectors",
+    metadata,
+    Column("chunk_id", BigInteger, ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True),
+    Column("collection_id", BigInteger, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+    Column("embedding", VECTOR(), nullable=False),
+    Index("ix_chunk_vectors_collection_id", "collection_id"),
+)
+
+
+@dataclass(frozen=True)
+class VectorLayout:
+    """What a new collection gets (RAG_VECTOR_BACKEND, RAG_PGVECTOR_*); recorded on the collection."""
+
+    backend: str = "faiss"
+    pgvector_type: str = "vector"
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 64
+
+    @classmethod
+    def from_settings(cls, settings) -> VectorLayout:
+        return cls(
+            settings.vector_backend,
+            settings.pgvector_type,
+            settings.pgvector_hnsw_m,
+            settings.pgvector_ef_construction,
+        )
+
+
+EXTENSION_FIX = (
+    "the pgvector extension is not installed in this database and this role may not create it: "
+    "connect once as a superuser (or the database owner on PostgreSQL 13+, where `vector` is "
+    "trusted) and run `CREATE EXTENSION vector;`, then run `search-service migrate` again "
+    "(or set RAG_VECTOR_BACKEND=faiss)"
+)
+
+
+def ensure_pgvector_schema(connection: Connection) -> None:
+    """The extension and `chunk_vectors`, if missing (idempotent; PostgreSQL only)."""
+    if connection.dialect.name != "postgresql":
+        raise ConfigurationError(
+            "RAG_VECTOR_BACKEND=pgvector needs PostgreSQL (RAG_DATABASE_URL=postgresql+psycopg://...); "
+            f"this database is {connection.dialect.name}"
+        )
+    present = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'")).scalar()
+    if not present:
+        try:
+            with connection.begin_nested():
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        except DBAPIError as exc:
+            raise ConfigurationError(f"{EXTENSION_FIX} ({exc.orig})") from exc
+    metadata.create_all(connection, tables=[chunk_vectors], checkfirst=True)
+
+
+def pgvector_ready(session: Session) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return False
+    return bool(session.execute(text("SELECT to_regclass('chunk_vectors') IS NOT NULL")).scalar())
+
+
+def index_name(collection_id: int) -> str:
+    return f"ix_chunk_vectors_hnsw_{int(collection_id)}"
+
+
+def typed(collection) -> str:
+    """The expression the collection's HNSW index is built on (and searches must order by)."""
+    kind = collection.vector_type or "vector"
+    return f"embedding::{kind}({int(collection.dimension)})"
+
+
+def create_collection_index(session: Session, collection, layout: VectorLayout) -> None:
+    kind = collection.vector_type or "vector"
+    session.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS {index_name(collection.id)} ON chunk_vectors "
+            f"USING hnsw (({typed(collection)}) {kind}_ip_ops) "
+            f"WITH (m = {int(layout.hnsw_m)}, ef_construction = {int(layout.hnsw_ef_construction)}) "
+            f"WHERE collection_id = {int(collection.id)}"
+        )
+    )
+
+
+def drop_collection_index(session: Session, collection_id: int) -> None:
+    session.execute(text(f"DROP INDEX IF EXISTS {index_name(collection_id)}"))
+
+
+def prepare_collection(session: Session, collection, layout: VectorLayout) -> None:
+    """Record the layout's backend on a new collection; pgvector: check the schema, add its index."""
+    if layout.backend not in BACKENDS:
+        raise ConfigurationError(f"RAG_VECTOR_BACKEND must be {' or '.join(BACKENDS)}, got {layout.backend!r}")
+    collection.vector_backend = layout.backend
+    collection.vector_type = layout.pgvector_type if layout.backend == "pgvector" else None
+    if layout.backend == "pgvector":
+        if not pgvector_ready(session):
+            raise ConfigurationError(
+                "RAG_VECTOR_BACKEND=pgvector but this database has no chunk_vectors table: run "
+                "`RAG_VECTOR_BACKEND=pgvector search-service migrate` on PostgreSQL first"
+            )
+        session.flush()
+        create_collection_index(session, collection, layout)
+
+
+def write_vectors(session: Session, collection, ids: list[int], vectors: np.ndarray) -> None:
+    """pgvector collections: the chunks' rows in `chunk_vectors` (same transaction as the chunks)."""
+    if collection.vector_backend != "pgvector" or not len(ids):
+        return
+    vectors = np.asarray(vectors, dtype=np.float32)
+    for start in range(0, len(ids), WRITE_BATCH):
+        session.execute(
+            insert(chunk_vectors),
+            [
+                {"chunk_id": int(i), "collection_id": collection.id, "embedding": v}
+                for i, v in zip(ids[start : start + WRITE_BATCH], vectors[start : start + WRITE_BATCH])
+            ],
+        )
+
+
+def move_collection(session: Session, collection, layout: VectorLayout) -> int:
+    """Move a collection to `layout.backend` (the explicit command; nothing moves silently).
+
+    To pgvector: copy every chunk's embedding into `chunk_vectors`, then build its HNSW index
+    (faster than growing it row by row). To FAISS: drop the rows and the index; each process
+    builds its FAISS index from `chunks.embedding` on first use. The version bump tells every
+    process. Returns the number of vectors moved."""
+    from search_service.store.collections import bump_version
+    from search_service.store.models import Chunk
+
+    if layout.backend not in BACKENDS:
+        raise ConfigurationError(f"the backend must be {' or '.join(BACKENDS)}, got {layout.backend!r}")
+    wanted_type = layout.pgvector_type if layout.backend == "pgvector" else None
+    if collection.vector_backend == layout.backend and collection.vector_type == wanted_type:
+        return 0
+    moved = 0
+    if collection.vector_backend == "pgvector":
+        session.execute(chunk_vectors.delete().where(chunk_vectors.c.collection_id == collection.id))
+        drop_collection_index(session, collection.id)
+    collection.vector_backend = layout.backend
+    collection.vector_type = wanted_type
+    session.flush()
+    if layout.backend == "pgvector":
+        ensure_pgvector_schema(session.connection())
+        rows = session.execute(
+            select(Chunk.id, Chunk.embedding).where(Chunk.collection_id == collection.id).order_by(Chunk.id)
+        ).yield_per(WRITE_BATCH)
+        for batch in rows.partitions():
+            ids = [row[0] for row in batch]
+            vectors = np.frombuffer(b"".join(row[1] for row in batch), dtype="<f4").reshape(len(ids), -1)
+            write_vectors(session, collection, ids, vectors)
+            moved += len(ids)
+        create_collection_index(session, collection, layout)
+    else:
+        moved = int(session.scalar(select(func.count()).where(Chunk.collection_id == collection.id)) or 0)
+    bump_version(session, collection)
+    return moved
