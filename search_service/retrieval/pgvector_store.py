@@ -15,7 +15,6 @@ at once (its `chunk_vectors` row goes with it); nothing is built at start-up.
 from __future__ import annotations
 
 import numpy as np
-from pgvector import HalfVector, Vector
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -26,15 +25,18 @@ from search_service.store.vectors import (
     chunk_vectors,
     create_collection_index,
     drop_collection_index,
+    require_pgvector,
     typed,
 )
 
 ITERATIVE_SCANS = ("off", "strict_order", "relaxed_order")
 
 
-def _param(collection: Collection, vector: np.ndarray) -> str:
+def as_text(vector: np.ndarray, kind: str = "vector") -> str:
+    """pgvector's text form of a query vector (`[0.1,0.2,...]`), as `vector` or `halfvec`."""
+    pgvector = require_pgvector()
     values = np.asarray(vector, dtype=np.float32)
-    return (HalfVector(values) if collection.vector_type == "halfvec" else Vector(values)).to_text()
+    return (pgvector.HalfVector(values) if kind == "halfvec" else pgvector.Vector(values)).to_text()
 
 
 class PgvectorStore(VectorStore):
@@ -82,7 +84,7 @@ class PgvectorStore(VectorStore):
                 f"SELECT chunk_id, {typed(collection)} <#> CAST(:q AS {kind}({int(collection.dimension)})) AS distance "
                 f"FROM chunk_vectors WHERE {where} ORDER BY distance LIMIT :k"
             ),
-            {"q": _param(collection, vector), "collection": collection.id, "ids": ids, "k": k},
+            {"q": as_text(vector, kind), "collection": collection.id, "ids": ids, "k": k},
         ).all()
         return sorted(((int(i), -float(d)) for i, d in rows), key=lambda hit: (-hit[1], hit[0]))
 
@@ -95,12 +97,12 @@ class PgvectorStore(VectorStore):
                 "SELECT chunk_id, embedding <#> CAST(:q AS vector) AS distance FROM allowed "
                 "ORDER BY distance, chunk_id LIMIT :k"
             ),
-            {"q": Vector(np.asarray(vector, dtype=np.float32)).to_text(), "collection": collection.id, "ids": ids, "k": k},
+            {"q": as_text(vector), "collection": collection.id, "ids": ids, "k": k},
         ).all()
         return [(int(i), -float(d)) for i, d in rows]
 
     def count(self, session: Session, collection: Collection) -> int:
-        return int(session.scalar(select(func.count()).where(chunk_vectors.c.collection_id == collection.id)) or 0)
+        return int(session.scalar(select(func.count()).where(chunk_vectors().c.collection_id == collection.id)) or 0)
 
     def rebuild(self, session: Session, collection: Collection) -> str:
         """Drop and build the collection's HNSW index again (with the current m, ef_construction)."""

@@ -19,12 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import (
     BigInteger,
     Column,
-    ForeignKey,
-    Index,
     MetaData,
     Table,
     func,
@@ -43,14 +40,43 @@ PGVECTOR_TYPES = ("vector", "halfvec")
 WRITE_BATCH = 1000
 
 metadata = MetaData()
-# Not part of the ORM models' metadata: the table exists only where pgvector is set up.
-chunk_vectors = Table(
-    "chunk_vectors",
-    metadata,
-    Column("chunk_id", BigInteger, ForeignKey("chunks.id", ondelete="CASCADE"), primary_key=True),
-    Column("collection_id", BigInteger, ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
-    Column("embedding", VECTOR(), nullable=False),
-    Index("ix_chunk_vectors_collection_id", "collection_id"),
+_table: Table | None = None
+
+
+def require_pgvector():
+    """The `pgvector` package (an extra: `pip install 'search-service[pgvector]'`), or a clear error."""
+    try:
+        import pgvector.sqlalchemy
+    except ImportError as exc:
+        raise ConfigurationError(
+            "RAG_VECTOR_BACKEND=pgvector needs the pgvector package: pip install 'search-service[pgvector]'"
+        ) from exc
+    return pgvector
+
+
+def chunk_vectors() -> Table:
+    """`chunk_vectors`, outside the ORM models' metadata: it exists only where pgvector is set up."""
+    global _table
+    if _table is None:
+        vector_type = require_pgvector().sqlalchemy.VECTOR
+        _table = Table(
+            "chunk_vectors",
+            metadata,
+            Column("chunk_id", BigInteger, primary_key=True),
+            Column("collection_id", BigInteger, nullable=False),
+            Column("embedding", vector_type(), nullable=False),
+        )
+    return _table
+
+
+# What `ensure_pgvector_schema` creates (the migration's pgvector part); the rows go with their
+# chunk or collection (ON DELETE CASCADE).
+SCHEMA = (
+    ("CREATE TABLE IF NOT EXISTS chunk_vectors ("
+    " chunk_id BIGINT PRIMARY KEY REFERENCES chunks (id) ON DELETE CASCADE,"
+    " collection_id BIGINT NOT NULL REFERENCES collections (id) ON DELETE CASCADE,"
+    " embedding vector NOT NULL)"),
+    "CREATE INDEX IF NOT EXISTS ix_chunk_vectors_collection_id ON chunk_vectors (collection_id)",
 )
 
 
@@ -95,7 +121,8 @@ def ensure_pgvector_schema(connection: Connection) -> None:
                 connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
         except DBAPIError as exc:
             raise ConfigurationError(f"{EXTENSION_FIX} ({exc.orig})") from exc
-    metadata.create_all(connection, tables=[chunk_vectors], checkfirst=True)
+    for statement in SCHEMA:
+        connection.execute(text(statement))
 
 
 def pgvector_ready(session: Session) -> bool:
@@ -153,7 +180,7 @@ def write_vectors(session: Session, collection, ids: list[int], vectors: np.ndar
     vectors = np.asarray(vectors, dtype=np.float32)
     for start in range(0, len(ids), WRITE_BATCH):
         session.execute(
-            insert(chunk_vectors),
+            insert(chunk_vectors()),
             [
                 {"chunk_id": int(i), "collection_id": collection.id, "embedding": v}
                 for i, v in zip(ids[start : start + WRITE_BATCH], vectors[start : start + WRITE_BATCH])
@@ -178,7 +205,8 @@ def move_collection(session: Session, collection, layout: VectorLayout) -> int:
         return 0
     moved = 0
     if collection.vector_backend == "pgvector":
-        session.execute(chunk_vectors.delete().where(chunk_vectors.c.collection_id == collection.id))
+        table = chunk_vectors()
+        session.execute(table.delete().where(table.c.collection_id == collection.id))
         drop_collection_index(session, collection.id)
     collection.vector_backend = layout.backend
     collection.vector_type = wanted_type
