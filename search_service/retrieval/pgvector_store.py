@@ -39,6 +39,30 @@ def as_text(vector: np.ndarray, kind: str = "vector") -> str:
     return (pgvector.HalfVector(values) if kind == "halfvec" else pgvector.Vector(values)).to_text()
 
 
+def _where(collection: Collection, filtered: bool) -> str:
+    # the id is written into the statement, not bound: the planner matches a partial index's
+    # `WHERE collection_id = <id>` only against a literal of its type (psycopg binds 1 as int2)
+    return f"collection_id = {int(collection.id)}" + (" AND chunk_id = ANY(:ids)" if filtered else "")
+
+
+def approximate_sql(collection: Collection, filtered: bool) -> str:
+    """Ordered by the expression the collection's HNSW index is built on, so the index answers it."""
+    kind = collection.vector_type or "vector"
+    return (
+        f"SELECT chunk_id, {typed(collection)} <#> CAST(:q AS {kind}({int(collection.dimension)})) AS distance "
+        f"FROM chunk_vectors WHERE {_where(collection, filtered)} ORDER BY distance LIMIT :k"
+    )
+
+
+def exact_sql(collection: Collection, filtered: bool) -> str:
+    """The allowed rows materialized first, then scored: no index can answer it approximately."""
+    return (
+        f"WITH allowed AS MATERIALIZED (SELECT chunk_id, embedding FROM chunk_vectors WHERE {_where(collection, filtered)}) "
+        "SELECT chunk_id, embedding <#> CAST(:q AS vector) AS distance FROM allowed "
+        "ORDER BY distance, chunk_id LIMIT :k"
+    )
+
+
 class PgvectorStore(VectorStore):
     name = "pgvector"
 
@@ -77,27 +101,17 @@ class PgvectorStore(VectorStore):
         session.execute(text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(max(self.ef_search, k))})
         session.execute(text("SELECT set_config('hnsw.iterative_scan', :v, true)"), {"v": self.iterative_scan})
         session.execute(text("SELECT set_config('hnsw.max_scan_tuples', :v, true)"), {"v": str(self.max_scan_tuples)})
-        kind = collection.vector_type or "vector"
-        where = "collection_id = :collection" + ("" if ids is None else " AND chunk_id = ANY(:ids)")
         rows = session.execute(
-            text(
-                f"SELECT chunk_id, {typed(collection)} <#> CAST(:q AS {kind}({int(collection.dimension)})) AS distance "
-                f"FROM chunk_vectors WHERE {where} ORDER BY distance LIMIT :k"
-            ),
-            {"q": as_text(vector, kind), "collection": collection.id, "ids": ids, "k": k},
+            text(approximate_sql(collection, ids is not None)),
+            {"q": as_text(vector, collection.vector_type or "vector"), "ids": ids, "k": k},
         ).all()
         return sorted(((int(i), -float(d)) for i, d in rows), key=lambda hit: (-hit[1], hit[0]))
 
     def exact(self, session: Session, collection: Collection, vector: np.ndarray, k: int, ids: list[int] | None) -> Hits:
         """Every allowed row scored in full precision: the true top k."""
-        where = "collection_id = :collection" + ("" if ids is None else " AND chunk_id = ANY(:ids)")
         rows = session.execute(
-            text(
-                f"WITH allowed AS MATERIALIZED (SELECT chunk_id, embedding FROM chunk_vectors WHERE {where}) "
-                "SELECT chunk_id, embedding <#> CAST(:q AS vector) AS distance FROM allowed "
-                "ORDER BY distance, chunk_id LIMIT :k"
-            ),
-            {"q": as_text(vector), "collection": collection.id, "ids": ids, "k": k},
+            text(exact_sql(collection, ids is not None)),
+            {"q": as_text(vector), "ids": ids, "k": k},
         ).all()
         return [(int(i), -float(d)) for i, d in rows]
 
