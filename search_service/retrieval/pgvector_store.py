@@ -98,9 +98,13 @@ class PgvectorStore(VectorStore):
 
     def approximate(self, session: Session, collection: Collection, vector: np.ndarray, k: int, ids: list[int] | None) -> Hits:
         """The HNSW index, with an iterative scan under a filter (settings local to the transaction)."""
-        session.execute(text("SELECT set_config('hnsw.ef_search', :v, true)"), {"v": str(max(self.ef_search, k))})
-        session.execute(text("SELECT set_config('hnsw.iterative_scan', :v, true)"), {"v": self.iterative_scan})
-        session.execute(text("SELECT set_config('hnsw.max_scan_tuples', :v, true)"), {"v": str(self.max_scan_tuples)})
+        session.execute(  # one round trip
+            text(
+                "SELECT set_config('hnsw.ef_search', :ef, true), set_config('hnsw.iterative_scan', :scan, true), "
+                "set_config('hnsw.max_scan_tuples', :tuples, true)"
+            ),
+            {"ef": str(max(self.ef_search, k)), "scan": self.iterative_scan, "tuples": str(self.max_scan_tuples)},
+        )
         rows = session.execute(
             text(approximate_sql(collection, ids is not None)),
             {"q": as_text(vector, collection.vector_type or "vector"), "ids": ids, "k": k},
