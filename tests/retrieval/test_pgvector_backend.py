@@ -137,3 +137,44 @@ def test_collections_created_by_a_process_of_either_backend_keep_their_own(pgvec
         assert session.execute(text("SELECT count(*) FROM chunk_vectors")).scalar() == 2
     pg.close()
     fa.close()
+
+
+def test_the_cli_ingests_searches_moves_and_reindexes_a_pgvector_collection(pgvector_url, tmp_path, minilm_path):
+    from click.testing import CliRunner
+
+    from search_service.cli import main
+    from tests.support.documents import DOCUMENTS, PARAPHRASES
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, body in DOCUMENTS.items():
+        (corpus / name).write_text(body)
+    env = {
+        "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_DATABASE_URL": pgvector_url, "RAG_EMBEDDER_MODEL": minilm_path,
+        "RAG_RERANKER_MODEL": "none", "RAG_DEVICE": "cpu", "RAG_VECTOR_BACKEND": "pgvector",
+    }
+
+    def invoke(*args):
+        result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    invoke("migrate")
+    invoke("ingest", str(corpus), "--collection", "docs")
+    engine = create_engine(pgvector_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT vector_backend FROM collections WHERE name = 'docs'")).scalar() == "pgvector"
+        rows = connection.execute(text("SELECT count(*) FROM chunk_vectors")).scalar()
+    engine.dispose()
+    assert rows > 0
+    import json
+
+    def top_source():
+        return json.loads(invoke("search", PARAPHRASES["gil.md"], "--collection", "docs", "--json"))["results"][0]["document_id"]
+
+    assert top_source() == "gil.md"
+    assert f"pgvector -> faiss ({rows} vectors)" in invoke("move-collection", "docs", "--to", "faiss")
+    assert top_source() == "gil.md"
+    invoke("move-collection", "docs", "--to", "pgvector")
+    assert "pgvector HNSW index rebuilt" in invoke("reindex", "-c", "docs")
+    assert top_source() == "gil.md"

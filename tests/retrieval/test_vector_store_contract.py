@@ -253,3 +253,19 @@ def test_concurrent_writers_lose_nothing(harness):
     for name, chunk_ids in written.items():
         row = int(name[1]) * 10 + int(name.split("-")[1]) * 2
         assert harness.search(vectors[row], 1)[0][0] == chunk_ids[0]
+
+
+def test_vector_settings_are_checked_and_pgvector_needs_postgresql(tmp_path):
+    from search_service.errors import ConfigurationError
+    from search_service.services import build_services
+
+    with pytest.raises(ConfigurationError, match="RAG_VECTOR_BACKEND"):
+        Settings(vector_backend="milvus")
+    with pytest.raises(ConfigurationError, match="RAG_PGVECTOR_TYPE"):
+        Settings.from_env({"RAG_PGVECTOR_TYPE": "bit"})
+    assert Settings.from_env({"RAG_VECTOR_BACKEND": "PGVECTOR", "RAG_PGVECTOR_EF_SEARCH": "400"}).pgvector_ef_search == 400
+    url = f"sqlite:///{tmp_path / 'rag.db'}"
+    migrate(url)
+    settings = Settings(data_dir=tmp_path, database_url=url, vector_backend="pgvector")
+    with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
+        build_services(settings, embedder=object(), with_rerankers=False)
