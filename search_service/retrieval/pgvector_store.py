@@ -39,6 +39,23 @@ def as_text(vector: np.ndarray, kind: str = "vector") -> str:
     return (pgvector.HalfVector(values) if kind == "halfvec" else pgvector.Vector(values)).to_text()
 
 
+# One round trip before an approximate search, local to the transaction. The planner is told to
+# take the HNSW index: for a broad filter it would otherwise pick the primary key (fetch and sort
+# every allowed row: exact but slow, 186 ms for 10k rows at 1,024 dimensions) over the index scan
+# whose iterative scan applies the filter. Custom plans keep `chunk_id = ANY(:ids)` a constant
+# array, which PostgreSQL hashes (a generic plan's parameter is searched linearly per row).
+SEARCH_SETTINGS = (
+    "SELECT set_config('hnsw.ef_search', :ef, true), set_config('hnsw.iterative_scan', :scan, true), "
+    "set_config('hnsw.max_scan_tuples', :tuples, true), set_config('enable_sort', 'off', true), "
+    "set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true)"
+)
+RESET_PLANNER = (
+    "SELECT set_config(name, reset_val, true) FROM pg_settings "
+    "WHERE name IN ('enable_sort', 'enable_seqscan', 'enable_bitmapscan', 'plan_cache_mode')"
+)
+
+
 def _where(collection: Collection, filtered: bool) -> str:
     # the id is written into the statement, not bound: the planner matches a partial index's
     # `WHERE collection_id = <id>` only against a literal of its type (psycopg binds 1 as int2)
@@ -98,17 +115,12 @@ class PgvectorStore(VectorStore):
 
     def approximate(self, session: Session, collection: Collection, vector: np.ndarray, k: int, ids: list[int] | None) -> Hits:
         """The HNSW index, with an iterative scan under a filter (settings local to the transaction)."""
-        session.execute(  # one round trip
-            text(
-                "SELECT set_config('hnsw.ef_search', :ef, true), set_config('hnsw.iterative_scan', :scan, true), "
-                "set_config('hnsw.max_scan_tuples', :tuples, true)"
-            ),
-            {"ef": str(max(self.ef_search, k)), "scan": self.iterative_scan, "tuples": str(self.max_scan_tuples)},
-        )
+        session.execute(text(SEARCH_SETTINGS), {"ef": str(max(self.ef_search, k)), "scan": self.iterative_scan, "tuples": str(self.max_scan_tuples)})
         rows = session.execute(
             text(approximate_sql(collection, ids is not None)),
             {"q": as_text(vector, collection.vector_type or "vector"), "ids": ids, "k": k},
         ).all()
+        session.execute(text(RESET_PLANNER))  # the rest of the caller's transaction plans as usual
         return sorted(((int(i), -float(d)) for i, d in rows), key=lambda hit: (-hit[1], hit[0]))
 
     def exact(self, session: Session, collection: Collection, vector: np.ndarray, k: int, ids: list[int] | None) -> Hits:

@@ -92,15 +92,17 @@ def migrate(url: str, revision: str = "head", vector_backend: str = "faiss") -> 
     With `vector_backend="pgvector"` the pgvector schema (extension, `chunk_vectors`) is created
     too, also on a database migrated earlier with FAISS (it is idempotent)."""
     engine = make_engine(url)  # creates the SQLite directory if needed
-    config = alembic_config(url)
-    config.attributes["vector_backend"] = vector_backend
-    command.upgrade(config, revision)
-    if vector_backend == "pgvector":
-        from search_service.store.vectors import ensure_pgvector_schema
+    try:
+        config = alembic_config(url)
+        config.attributes["vector_backend"] = vector_backend
+        command.upgrade(config, revision)
+        if vector_backend == "pgvector":
+            from search_service.store.vectors import ensure_pgvector_schema
 
-        with engine.begin() as connection:
-            ensure_pgvector_schema(connection)
-    engine.dispose()
+            with engine.begin() as connection:
+                ensure_pgvector_schema(connection)
+    finally:
+        engine.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:

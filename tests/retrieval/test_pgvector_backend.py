@@ -8,7 +8,13 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from search_service.errors import ConfigurationError
-from search_service.retrieval.pgvector_store import approximate_sql, as_text, exact_sql
+from search_service.retrieval.pgvector_store import (
+    RESET_PLANNER,
+    SEARCH_SETTINGS,
+    approximate_sql,
+    as_text,
+    exact_sql,
+)
 from search_service.store import collections as store
 from search_service.store.db import migrate
 from search_service.store.vectors import VectorLayout, index_name, move_collection
@@ -27,11 +33,13 @@ def test_the_hnsw_index_answers_unfiltered_searches_and_never_narrow_filters(pgv
     _ids, _vectors, by_document = populate(h, documents=5)
     with h.database.session() as session:
         collection = store.get_collection(session, "c")
-        for plan in ("seqscan", "bitmapscan", "sort"):  # a 50-row table would be scanned and sorted
-            session.execute(text(f"SET LOCAL enable_{plan} = off"))
-        params = {"q": as_text(unit(1, 3)[0]), "collection": collection.id, "k": 5, "ids": by_document["doc1"]}
-        assert index_name(collection.id) in explain(session, approximate_sql(collection, False), params)
-        assert index_name(collection.id) in explain(session, approximate_sql(collection, True), params)
+        params = {"q": as_text(unit(1, 3)[0]), "k": 5, "ids": [i for d in by_document.values() for i in d]}
+        assert "hnsw" not in explain(session, exact_sql(collection, True), params)
+        session.execute(text(SEARCH_SETTINGS), {"ef": "64", "scan": "relaxed_order", "tuples": "20000"})
+        for filtered in (False, True):  # a broad filter is applied inside the index scan
+            assert f"Index Scan using {index_name(collection.id)}" in explain(session, approximate_sql(collection, filtered), params)
+        session.execute(text(RESET_PLANNER))
+        assert session.execute(text("SHOW enable_sort")).scalar() == "on"
         assert "hnsw" not in explain(session, exact_sql(collection, True), params)
     h.close()
 
