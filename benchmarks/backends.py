@@ -33,7 +33,7 @@ from search_service.settings import Settings
 from search_service.store import collections as store
 from search_service.store.db import Database, migrate
 from search_service.store.models import Document
-from search_service.store.vectors import VectorLayout
+from search_service.store.vectors import VectorLayout, move_collection
 
 K = 50
 PER_DOCUMENT = 100
@@ -102,14 +102,18 @@ def measure(stores: VectorStores, database: Database, name: str, queries: np.nda
     return len(ids) if allowed is None else len(allowed), path, float(p50), float(p95), float(np.mean(recalls))
 
 
-def compare(vectors: np.ndarray, queries: np.ndarray, backends: list[str], pg_url: str | None, overrides: dict) -> None:
+def compare(vectors: np.ndarray, queries: np.ndarray, backends: list[str], pg_url: str | None, overrides: dict, pg_load: str = "insert") -> None:
+    """`pg_load`: `insert` (rows enter the live HNSW index as written; build = reindex) or `move`
+    (written as a FAISS collection, then `move_collection`: build = copy + one index build)."""
     print("| backend | vectors | ingest chunks/s | build s | replica MB | server index MB | filter | allowed | path | p50 ms | p95 ms | recall@50 |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |")
     with postgres(pg_url) as admin_url, tempfile.TemporaryDirectory() as data_dir:
         migrate(admin_url, vector_backend="pgvector")
         for backend in backends:
             settings = Settings(data_dir=data_dir, database_url=admin_url, vector_backend=backend, **overrides)
-            database = Database(admin_url, new_collections=VectorLayout.from_settings(settings))
+            moving = backend == "pgvector" and pg_load == "move"
+            layout = VectorLayout.from_settings(settings)
+            database = Database(admin_url, new_collections=VectorLayout() if moving else layout)
             name = f"bench-{backend}-{len(vectors)}"
             documents, seconds = ingest(database, name, vectors)
             stores = VectorStores(settings)
@@ -121,7 +125,10 @@ def compare(vectors: np.ndarray, queries: np.ndarray, backends: list[str], pg_ur
                     stores.count(session, collection)  # a fresh process builds its index from the database
                 else:
                     session.execute(text("SET LOCAL maintenance_work_mem = '2GB'"))
-                    stores.rebuild(session, collection)
+                    if moving:  # chunks written as a FAISS collection, then moved: copy + one index build
+                        move_collection(session, collection, layout)
+                    else:
+                        stores.rebuild(session, collection)
             build = time.perf_counter() - started
             replica = rss_mb() - before if backend == "faiss" else 0.0
             server = 0.0
@@ -139,7 +146,7 @@ def compare(vectors: np.ndarray, queries: np.ndarray, backends: list[str], pg_ur
             print(f"<!-- {backend}: one database round trip (SELECT 1) p50 {np.median(trips):.2f} ms -->", flush=True)
             for label, every in FILTERS:
                 allowed, path, p50, p95, recall = measure(stores, database, name, queries, vectors, documents, every)
-                print(f"| {backend} | {len(vectors):,} | {len(vectors) / seconds:,.0f} | {build:.1f} | {replica:.0f} | {server:.0f} "
+                print(f"| {backend}{' (move)' if moving else ''} | {len(vectors):,} | {len(vectors) / seconds:,.0f} | {build:.1f} | {replica:.0f} | {server:.0f} "
                       f"| {label} | {allowed:,} | {path} | {p50:.2f} | {p95:.2f} | {recall:.3f} |", flush=True)
             with database.session() as session:
                 store.delete_collection(session, store.get_collection(session, name))

@@ -200,6 +200,8 @@ def main() -> None:
     parser.add_argument("--pg-ef-search", type=int, default=None, help="--backends: RAG_PGVECTOR_EF_SEARCH")
     parser.add_argument("--pg-type", default=None, choices=["vector", "halfvec"], help="--backends: RAG_PGVECTOR_TYPE")
     parser.add_argument("--flat-max", type=int, default=None, help="--backends: RAG_INDEX_FLAT_MAX")
+    parser.add_argument("--pg-load", default="insert", choices=["insert", "move"], help="--backends: pgvector "
+                        "rows written into the live HNSW index, or written as FAISS then move-collection")
     args = parser.parse_args()
     real = args.data.startswith("scifact")
     sizes = [0] if real else [int(s) for s in args.sizes.split(",")]
@@ -209,7 +211,7 @@ def main() -> None:
         overrides = {"pgvector_ef_search": args.pg_ef_search, "pgvector_type": args.pg_type, "index_flat_max": args.flat_max}
         for size in sizes:
             vectors, queries = dataset(args.data, size, args.dim, args.queries)
-            compare(vectors, queries, args.backends.split(","), args.pg_url, {k: v for k, v in overrides.items() if v is not None})
+            compare(vectors, queries, args.backends.split(","), args.pg_url, {k: v for k, v in overrides.items() if v is not None}, args.pg_load)
         return
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, data {args.data}")
     print("| vectors | dim | index | search params | build s | index MB | RSS delta MB | p50 ms | p95 ms | recall@50 |")

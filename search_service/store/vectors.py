@@ -101,9 +101,9 @@ class VectorLayout:
 
 EXTENSION_FIX = (
     "the pgvector extension is not installed in this database and this role may not create it: "
-    "connect once as a superuser (or the database owner on PostgreSQL 13+, where `vector` is "
-    "trusted) and run `CREATE EXTENSION vector;`, then run `search-service migrate` again "
-    "(or set RAG_VECTOR_BACKEND=faiss)"
+    "connect to this database once as a superuser and run `CREATE EXTENSION vector;` (owning "
+    "the database is not enough), then run `search-service migrate` again; or keep "
+    "RAG_VECTOR_BACKEND=faiss"
 )
 
 
