@@ -15,6 +15,7 @@ from ingestion.chunking import Chunker, default_chunk_size
 from ingestion.parsers import ParseError
 from ingestion.prepare import ParseLimits, PreparedDocument, SourceDocument, chunk_rows, expand
 from search_service.errors import DimensionMismatchError, InvalidRequestError
+from search_service.model_names import display_name
 from search_service.retrieval.vector_store import VectorStore
 from search_service.store import collections as store
 from search_service.store.db import Database
@@ -53,7 +54,7 @@ class IngestionPipeline:
         tokens = chunk_tokens or self.chunk_tokens or default_tokens
         if tokens > limit:
             raise InvalidRequestError(
-                f"chunk size {tokens} exceeds what {self.embedder.model_id} embeds without truncation "
+                f"chunk size {tokens} exceeds what {display_name(self.embedder.model_id)} embeds without truncation "
                 f"({limit} tokens); choose at most {limit}",
                 code="invalid_chunk_size",
             )
@@ -84,9 +85,9 @@ class IngestionPipeline:
     def check_compatible(self, collection: Collection) -> None:
         if collection.dimension != self.embedder.dimension:
             raise DimensionMismatchError(
-                f"collection {collection.name!r} was built with {collection.embedder_model} "
+                f"collection {collection.name!r} was built with {display_name(collection.embedder_model)} "
                 f"({collection.dimension} dimensions) but the configured embedder "
-                f"{self.embedder.model_id} produces {self.embedder.dimension}; use the same embedder "
+                f"{display_name(self.embedder.model_id)} produces {self.embedder.dimension}; use the same embedder "
                 "or another collection"
             )
         if collection.embedder_model != self.embedder.model_id:

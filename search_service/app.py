@@ -8,6 +8,7 @@ from flask import Flask
 
 from search_service.api import register_blueprints
 from search_service.api.errors import register_error_handlers
+from search_service.api.json_provider import StrictJSONProvider
 from search_service.services import Services, build_services
 from search_service.settings import Settings
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         services = build_services(settings or Settings.from_env())
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = services.settings.max_upload_bytes
-    app.json.sort_keys = False
+    app.json = StrictJSONProvider(app)  # responses are strict JSON: no NaN/Infinity
     app.extensions["search_service"] = services
     register_error_handlers(app)
     install_hooks(app, services)

@@ -50,6 +50,27 @@ def parse_rerankers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(entries)
 
 
+def parse_model_aliases(name: str, raw: str) -> tuple[bool, tuple[tuple[str, str], ...]]:
+    """`alias=model,alias2=model2` -> (built-ins kept, entries); an entry `none` drops the
+    built-in aliases (`none` alone: no aliases at all; `none,a=b`: only `a`)."""
+    builtins = True
+    entries = []
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.lower() in DISABLED:
+            builtins = False
+            continue
+        alias, sep, target = item.partition("=")
+        if not sep or not alias.strip() or not target.strip():
+            raise ConfigurationError(
+                f"{name} must be alias=model entries separated by commas (or none), got {item!r}"
+            )
+        entries.append((alias.strip(), target.strip()))
+    return builtins, tuple(entries)
+
+
 def text_value(_name: str, raw: str) -> str:
     return raw.strip()
 

@@ -259,7 +259,8 @@ def _observe_search(metrics: Metrics, endpoint: str, response) -> None:
         if body.get("reranked") and scored:
             metrics.rerank_batch.labels(endpoint).observe(scored)
     else:
-        sent = request.get_json(silent=True, cache=True) or {}
+        parsed = g.get("body")  # the gate's parse (api/body.py); never parsed twice
+        sent = parsed.json if parsed is not None else None
         documents = sent.get("documents") if isinstance(sent, dict) else None
         if isinstance(documents, list):
             metrics.rerank_batch.labels(endpoint).observe(len(documents))

@@ -10,6 +10,7 @@ from ingestion.pipeline import IngestionPipeline
 from ingestion.prepare import ParseLimits
 from search_service.embedding import load_embedder
 from search_service.errors import ConfigurationError
+from search_service.model_names import ModelNames, build_names, display_name
 from search_service.retrieval.pipeline import RerankerSet, SearchPipeline
 from search_service.retrieval.rerank_cache import RerankCache
 from search_service.retrieval.sparse import SparseIndexManager
@@ -32,6 +33,7 @@ class Services:
     search: SearchPipeline
     ingestion: IngestionPipeline
     schedulers: list = field(default_factory=list)  # one BatchScheduler per loaded reranker
+    names: ModelNames | None = None  # display names and aliases (model_names.py)
 
     def close(self) -> None:
         for scheduler in self.schedulers:
@@ -113,10 +115,15 @@ def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
                 )
             specs[index] = replace(spec, family=spec.family or family)
             return specs, default
+    # Loaded from an id or path: named by its display name (a path never shows in a response;
+    # requests may still send the id or path, see RerankerSet.resolve).
+    name = display_name(default)
+    if any(spec.name == name for spec in specs):
+        name = default
     specs.insert(
-        0, RerankerSpec(default, default, settings.reranker_family, "RAG_RERANKER_MODEL", options)
+        0, RerankerSpec(name, default, settings.reranker_family, "RAG_RERANKER_MODEL", options)
     )
-    return specs, default
+    return specs, name
 
 
 def pick_reranker_spec(
@@ -126,13 +133,14 @@ def pick_reranker_spec(
     specs, default = reranker_specs(settings)
     wanted = default if model is None else model
     for spec in specs:
-        if spec.name == wanted:
+        if wanted in (spec.name, spec.source):
             return spec if family is None else replace(spec, family=family)
     if model is None:
         return None
     source, suffix_family = split_family(model, "--model")
     return RerankerSpec(
-        model, source, family or suffix_family, "--model", reranker_load_options(settings)
+        display_name(source), source, family or suffix_family, "--model",
+        reranker_load_options(settings),
     )
 
 
@@ -237,6 +245,14 @@ def build_services(
         raise
     indexes = VectorStores(settings)
     rerankers, schedulers = batched_rerankers(settings, rerankers)
+    try:
+        names = build_names(settings, embedder, list(rerankers.rerankers), rerankers.default)
+    except BaseException:
+        for scheduler in schedulers:
+            scheduler.close()
+        database.dispose()
+        raise
+    rerankers = replace(rerankers, aliases=names.rerank_aliases)
     return Services(
         settings=settings,
         database=database,
@@ -263,4 +279,5 @@ def build_services(
             sparse_head=sparse_head,
         ),
         schedulers=schedulers,
+        names=names,
     )

@@ -15,6 +15,7 @@ from search_service.env_values import (
     parse_auto_int,
     parse_int,
     parse_list,
+    parse_model_aliases,
     parse_optional_model,
     parse_rate,
     parse_rerankers,
@@ -42,6 +43,11 @@ class Settings:
     # `reranker`. The default is `reranker_model` (a name from here, or an id/path loaded under
     # that id), or the first entry when `reranker_model` is None.
     rerankers: tuple[tuple[str, str], ...] = ()
+    # Names clients send, ((alias, loaded model name), ...), on top of the built-in aliases
+    # (Cohere's and Jina's rerank models -> the default reranker, OpenAI's embedding models -> the
+    # embedder; `model_names.py`), which `builtin_model_aliases=False` turns off.
+    model_aliases: tuple[tuple[str, str], ...] = ()
+    builtin_model_aliases: bool = True
     reranker_runtime: str = "torch"  # torch | onnx | onnx-int8, for every loaded reranker
     reranker_dtype: str = "auto"  # auto (float16 on a GPU, float32 on CPU) | float32 | ...
     onnx_cache_dir: Path | None = None  # exported ONNX models; None: ~/.cache/search-service/onnx
@@ -176,6 +182,13 @@ class Settings:
             if not source:
                 raise ConfigurationError(f"RAG_RERANKERS: {name!r} has no path or id")
             seen.add(name)
+        object.__setattr__(self, "model_aliases", tuple(tuple(entry) for entry in self.model_aliases))
+        for alias, target in self.model_aliases:
+            if not RERANKER_NAME.match(alias) or not target:
+                raise ConfigurationError(
+                    f"RAG_MODEL_ALIASES: invalid alias {alias!r}={target!r} (names: letters, digits "
+                    "and . _ : / @ + -, starting with a letter or digit, at most 128 characters)"
+                )
 
     def _check_operations(self) -> None:
         from search_service.api import schemas
@@ -233,7 +246,11 @@ class Settings:
         values: dict = {}
         for name, (attr, parse) in ENVIRONMENT.items():
             if name in env:
-                values[attr] = parse(name, env[name])
+                parsed = parse(name, env[name])
+                if isinstance(attr, tuple):  # one variable, several settings
+                    values.update(zip(attr, parsed, strict=True))
+                else:
+                    values[attr] = parsed
         # Only named rerankers configured: the first is the default, bge-reranker-v2-m3 is not
         # loaded on top of them.
         if values.get("rerankers") and "RAG_RERANKER_MODEL" not in env:
@@ -250,6 +267,7 @@ ENVIRONMENT = {
     "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: parse_optional_model(raw)),
     "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: parse_optional_model(raw)),
     "RAG_RERANKERS": ("rerankers", parse_rerankers),
+    "RAG_MODEL_ALIASES": (("builtin_model_aliases", "model_aliases"), parse_model_aliases),
     "RAG_RERANKER_RUNTIME": ("reranker_runtime", lambda _n, raw: raw.strip().lower()),
     "RAG_RERANKER_DTYPE": ("reranker_dtype", lambda _n, raw: raw.strip().lower()),
     "RAG_ONNX_CACHE_DIR": ("onnx_cache_dir", lambda _n, raw: Path(raw).expanduser()),

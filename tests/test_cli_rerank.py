@@ -81,7 +81,7 @@ def test_model_by_name_or_path_with_a_prompt(env, llm_dir):
             env, "rerank", QUERY, *PASSAGES, "--model", model, "--prompt", prompt, "--json"
         )
         response = json.loads(result.stdout)
-        assert response["model"] == model
+        assert response["model"] == "llm"  # by name or path: the configured name, never a path
         scores = {r["index"]: r["relevance_score"] for r in response["results"]}
         assert [scores[i] for i in range(3)] == pytest.approx(
             llm.score(QUERY, PASSAGES, prompt=prompt), abs=1e-5

@@ -50,7 +50,9 @@ def test_reranker_model_by_id_is_added_first_and_is_the_default():
         "BAAI/bge-reranker-v2-m3",
     )
     explicit = Settings.from_env({"RAG_RERANKERS": "gemma=/m/gemma", "RAG_RERANKER_MODEL": "/m/m3"})
-    assert names_and_default(explicit)[1] == "/m/m3"
+    # loaded from a path: named by its display name (never a path in a response), loaded from it
+    assert names_and_default(explicit)[1] == "m3"
+    assert names_and_default(explicit)[0][0][:2] == ("m3", "/m/m3")
     assert names_and_default(Settings.from_env({"RAG_RERANKER_MODEL": "none"})) == ([], None)
 
 
@@ -140,7 +142,8 @@ def test_an_empty_path_or_family_is_refused(raw):
 
 def test_cli_model_takes_the_suffix_too():
     spec = pick_reranker_spec(Settings(reranker_model=None), "/m/gemma#family=llm")
-    assert (spec.name, spec.source, spec.family) == ("/m/gemma#family=llm", "/m/gemma", "llm")
+    # named by its display name (the output never shows a path)
+    assert (spec.name, spec.source, spec.family) == ("gemma", "/m/gemma", "llm")
     spec = pick_reranker_spec(Settings(reranker_model=None), "/m/gemma#family=llm", "encoder")
     assert spec.family == "encoder"  # --family wins
 

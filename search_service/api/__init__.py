@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask, current_app, request
 from pydantic import BaseModel
 
+from search_service.api.body import current_body
 from search_service.errors import InvalidRequestError
 from search_service.limits import check_body
 
@@ -14,11 +15,12 @@ def services():
 
 
 def parse_body(schema: type[BaseModel]):
-    """Validate the JSON body against `schema`; malformed or mistyped bodies become 400s."""
-    data = request.get_data(cache=True)
-    if not data.strip():
+    """Validate the request's JSON body (parsed once, by the gate: `api/body.py`) against
+    `schema`; mistyped bodies become 400s."""
+    parsed = current_body()
+    if parsed.kind != "json":
         raise InvalidRequestError("the request body must be a JSON object", code="invalid_json")
-    body = schema.model_validate_json(data)
+    body = schema.model_validate(parsed.json)
     check_body(body)  # the configured RAG_MAX_* caps
     return body
 
@@ -39,6 +41,7 @@ def int_arg(name: str, default: int, minimum: int, maximum: int) -> int:
 def register_blueprints(app: Flask) -> None:
     from search_service.api import (
         collections,
+        compat,
         docs,
         embeddings,
         health,
@@ -48,5 +51,5 @@ def register_blueprints(app: Flask) -> None:
         search,
     )
 
-    for module in (health, collections, jobs, search, embeddings, metrics, docs, playground):
+    for module in (health, collections, jobs, search, compat, embeddings, metrics, docs, playground):
         app.register_blueprint(module.bp)

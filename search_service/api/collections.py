@@ -3,9 +3,12 @@ import json
 from flask import Blueprint, request, url_for
 
 from search_service.api import int_arg, parse_body, services
+from search_service.api.body import current_body
 from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCreate
 from search_service.auth import visible_collections
 from search_service.errors import InvalidRequestError
+from search_service.identifiers import validate_document_id
+from search_service.model_names import display_name
 from search_service.store import collections as store
 from search_service.store.jobs import create_job, job_to_dict, list_jobs
 from search_service.store.models import JOB_STATES
@@ -16,7 +19,7 @@ bp = Blueprint("collections", __name__, url_prefix="/v1/collections")
 def collection_to_dict(collection, documents: int, chunks: int) -> dict:
     return {
         "name": collection.name,
-        "embedder_model": collection.embedder_model,
+        "embedder_model": display_name(collection.embedder_model),  # stored as loaded; shown by name
         "dimension": collection.dimension,
         "chunk_tokens": collection.chunk_tokens,
         "chunk_overlap": collection.chunk_overlap,
@@ -87,6 +90,10 @@ def show(name: str):
 
 @bp.get("/<name>/documents")
 def documents(name: str):
+    """The collection's documents; with `?id=` the one document (any stored id, even one the path
+    form cannot carry, such as one starting with '/')."""
+    if "id" in request.args:
+        return document(name, request.args["id"])
     limit = int_arg("limit", 50, 1, MAX_PAGE)
     offset = int_arg("offset", 0, 0, 2**31)
     with services().database.session() as session:
@@ -113,10 +120,12 @@ def upload(name: str):
     """Queue documents for the worker: a multipart file upload or a JSON list of texts."""
     svc = services()
     store.validate_collection_name(name)
-    if request.mimetype == "multipart/form-data":
-        job_fields = _file_job_fields()
+    if current_body().kind == "multipart":
+        job_fields = _file_job_fields(current_body())
     else:
         body = parse_body(DocumentsCreate)
+        for index, sent in enumerate(body.documents):
+            validate_document_id(sent.id, f"documents[{index}].id")
         ids = [d.id for d in body.documents]
         if len(set(ids)) != len(ids):
             raise InvalidRequestError("document ids must be unique within one request", code="duplicate_document_id")
@@ -130,18 +139,15 @@ def upload(name: str):
     return {"job_id": job_id, "status": status, "collection": name}, 202, {"Location": location}
 
 
-def _file_job_fields() -> dict:
-    upload = request.files.get("file")
+def _file_job_fields(body) -> dict:
+    upload = body.files.get("file")
     if upload is None or not upload.filename:
         raise InvalidRequestError("send the document as a multipart field named 'file'", code="missing_file")
-    metadata = {}
-    if request.form.get("metadata"):
-        try:
-            metadata = json.loads(request.form["metadata"])
-        except json.JSONDecodeError:
-            metadata = None
-        if not isinstance(metadata, dict):
-            raise InvalidRequestError("'metadata' must be a JSON object", code="invalid_metadata")
+    metadata = {} if body.metadata is None else body.metadata  # parsed and checked by the gate
+    if not isinstance(metadata, dict):
+        raise InvalidRequestError("'metadata' must be a JSON object", code="invalid_metadata")
+    external_id = validate_document_id(body.form.get("id") or upload.filename,
+                                       "id" if body.form.get("id") else "file.filename")
     try:
         payload = upload.read()
     finally:
@@ -151,7 +157,7 @@ def _file_job_fields() -> dict:
         "payload": payload,
         "filename": upload.filename,
         "content_type": upload.mimetype,
-        "external_id": request.form.get("id") or upload.filename,
+        "external_id": external_id,
         "metadata": metadata,
     }
 
@@ -173,6 +179,14 @@ def delete_document(name: str, document_id: str):
     with svc.database.session() as session:
         store.delete_document(session, store.get_collection(session, name), document_id)
     return "", 204
+
+
+@bp.delete("/<name>/documents")
+def delete_document_query(name: str):
+    """`DELETE .../documents?id=ID`: any stored id, even one the path form cannot carry."""
+    if not request.args.get("id"):
+        raise InvalidRequestError("name the document to delete: ?id=DOCUMENT_ID", code="missing_document_id")
+    return delete_document(name, request.args["id"])
 
 
 @bp.get("/<name>/jobs")

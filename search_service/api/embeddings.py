@@ -1,4 +1,7 @@
-"""OpenAI-compatible `POST /v1/embeddings` and `GET /v1/models` (the loaded embedder and rerankers)."""
+"""OpenAI-compatible `POST /v1/embeddings` and `GET /v1/models` (the loaded embedder and rerankers).
+
+Models are named by display name (`model_names.py`); `model` may also be an alias such as
+OpenAI's `text-embedding-3-small`, and the response names the model actually used."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pydantic import Field, StringConstraints
 
 from search_service.api import parse_body, services
 from search_service.api.schemas import MAX_PASSAGE_CHARS, Strict
-from search_service.errors import InvalidRequestError, NotFoundError
+from search_service.errors import InvalidRequestError
 
 bp = Blueprint("embeddings", __name__, url_prefix="/v1")
 
@@ -42,11 +45,7 @@ def embeddings():
     body = parse_body(EmbeddingsRequest)
     svc = services()
     embedder = svc.embedder
-    if body.model is not None and body.model != embedder.model_id:
-        raise NotFoundError(
-            f"model {body.model!r} is not loaded; this server embeds with {embedder.model_id!r}",
-            code="model_not_found",
-        )
+    name = svc.names.resolve_embedder(body.model)  # its name, an alias (text-embedding-3-small...)
     texts = body.texts()
     if len(texts) > svc.settings.max_embedding_inputs:
         raise InvalidRequestError(
@@ -65,7 +64,7 @@ def embeddings():
             {"object": "embedding", "index": i, "embedding": _encode(vector, body.encoding_format)}
             for i, vector in enumerate(vectors)
         ],
-        "model": embedder.model_id,
+        "model": name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
@@ -81,8 +80,9 @@ def models():
     """The loaded models, OpenAI's list shape plus type, family, device and dimension."""
     svc = services()
     embedder = svc.embedder
+    names = svc.names
     data = [{
-        "id": embedder.model_id,
+        "id": names.embedder,
         "object": "model",
         "owned_by": "search-service",
         "type": "embedding",
@@ -90,6 +90,7 @@ def models():
         "device": _device(embedder),
         "dimension": embedder.dimension,
         "max_seq_length": embedder.max_seq_length,
+        "aliases": names.aliases_of(names.embedder, "embedding"),
     }]
     for name, reranker in svc.rerankers.rerankers.items():
         data.append({
@@ -101,5 +102,6 @@ def models():
             "device": _device(reranker),
             "default": name == svc.rerankers.default,
             "max_length": getattr(reranker, "max_supported_length", None),
+            "aliases": names.aliases_of(name, "reranker"),
         })
     return {"object": "list", "data": data}

@@ -44,9 +44,11 @@ def describe_validation_error(exc: ValidationError) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
-        if exc.status >= 500:
-            log.error("%s: %s", exc.code, exc.message)
-        response, status = error_response(exc.status, exc.code, exc.message)
+        if exc.status >= 500:  # the detail (paths, settings) goes to the log, not the client
+            log.error("%s: %s", exc.code, exc.message, exc_info=exc)
+            return error_response(exc.status, exc.code, server_error_message())
+        extra = {"fields": exc.fields} if getattr(exc, "fields", None) else {}
+        response, status = error_response(exc.status, exc.code, exc.message, **extra)
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
@@ -63,7 +65,8 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException):
         status = exc.code or 500
         code = HTTP_CODES.get(status, "http_error")
-        response, status = error_response(status, code, exc.description or exc.name)
+        message = exc.description or exc.name if status < 500 else server_error_message()
+        response, status = error_response(status, code, message)
         for header in ("Allow", "Retry-After"):
             if exc.get_response().headers.get(header):
                 response.headers[header] = exc.get_response().headers[header]
@@ -71,5 +74,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "internal server error; see the server log")
+        log.exception("unhandled error")  # with the request id (observability's log records)
+        return error_response(500, "internal_error", server_error_message())
+
+
+def server_error_message() -> str:
+    """What a 5xx says: no SQL, parameters, paths or traceback; the request id finds them in the log."""
+    from search_service.observability import request_id
+
+    return f"internal server error; see the server log for request id {request_id() or 'unknown'}"

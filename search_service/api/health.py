@@ -18,7 +18,7 @@ def readyz():
     body = {
         "status": "ready" if database else "unavailable",
         "database": database,
-        "embedder": svc.embedder.model_id,
+        "embedder": svc.names.embedder,
         "rerankers": sorted(svc.rerankers.rerankers),
     }
     return jsonify(body), 200 if database else 503

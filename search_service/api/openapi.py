@@ -15,6 +15,7 @@ from flask import Flask
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from search_service.api import compat_schemas as c
 from search_service.api import responses as r
 from search_service.api import schemas as s
 from search_service.api.embeddings import EmbeddingsRequest
@@ -36,6 +37,8 @@ PAGE = (
     ("limit", "page size", {"type": "integer", "minimum": 1, "maximum": s.MAX_PAGE, "default": 50}),
     ("offset", "rows to skip", {"type": "integer", "minimum": 0, "maximum": 2**31, "default": 0}),
 )
+DOCUMENT_ID = ("id", "a document id (also one the path form cannot carry, such as '/a')",
+               {"type": "string", "minLength": 1})
 OPERATIONS: dict[str, Operation] = {
     "health.healthz": Operation("Liveness", r.Health, tags=("health",)),
     "health.readyz": Operation("Readiness: models loaded, database reachable", r.Ready, tags=("health",)),
@@ -43,9 +46,16 @@ OPERATIONS: dict[str, Operation] = {
     "collections.create": Operation("Create a collection", r.Collection, s.CollectionCreate, 201, tags=("collections",)),
     "collections.show": Operation("Show a collection", r.Collection, tags=("collections",)),
     "collections.delete_collection": Operation("Delete a collection", None, status=204, tags=("collections",)),
-    "collections.documents": Operation("List documents", r.DocumentList, params=PAGE, tags=("documents",)),
+    "collections.documents": Operation(
+        "List documents; with ?id= show one (any stored id)", r.DocumentList,
+        params=PAGE + (DOCUMENT_ID,), tags=("documents",),
+    ),
     "collections.document": Operation("Show a document with its chunks", r.Document, tags=("documents",)),
     "collections.delete_document": Operation("Delete a document", None, status=204, tags=("documents",)),
+    "collections.delete_document_query": Operation(
+        "Delete the document named by ?id= (any stored id)", None, status=204,
+        params=(DOCUMENT_ID,), tags=("documents",),
+    ),
     "collections.upload": Operation(
         "Queue documents for ingestion (JSON texts or a multipart file)", r.JobAccepted, s.DocumentsCreate, 202,
         multipart=True, tags=("documents",),
@@ -59,6 +69,14 @@ OPERATIONS: dict[str, Operation] = {
     "jobs.show": Operation("Show an ingestion job", r.Job, tags=("jobs",)),
     "search.search": Operation("Two-stage search: retrieve, rerank, top-k", r.SearchResponse, s.SearchRequest, tags=("search",)),
     "search.rerank": Operation("Rerank documents (Cohere/Jina-compatible)", r.RerankResponse, s.RerankRequest, tags=("search",)),
+    "compat.rerank_v2": Operation(
+        "Rerank documents (Cohere v2: cohere.ClientV2, LangChain and LlamaIndex CohereRerank)",
+        c.CohereV2RerankResponse, c.CohereV2RerankRequest, tags=("search",),
+    ),
+    "compat.rerank_any": Operation(
+        "Rerank (text-embeddings-inference with `texts`: a bare array; Cohere with `documents`: as /v1/rerank)",
+        c.RerankAnyResponse, c.RerankAnyRequest, tags=("search",),
+    ),
     "search.rerankers": Operation("Loaded rerankers and their options", r.RerankerList, tags=("models",)),
     "embeddings.embeddings": Operation("Embeddings (OpenAI-compatible)", r.EmbeddingsResponse, EmbeddingsRequest, tags=("models",)),
     "embeddings.models": Operation("Loaded models with family and device", r.ModelList, tags=("models",)),
@@ -67,6 +85,7 @@ OPERATIONS: dict[str, Operation] = {
 ERRORS = {
     400: "invalid request", 401: "missing or invalid API key", 403: "the key's role is insufficient",
     404: "not found (also: a collection this key does not cover)", 413: "body too large",
+    415: "a body type the endpoint does not take (`unsupported_media_type`)",
     429: "rate limited, or the reranker queue is full (`overloaded`); see Retry-After",
 }
 RULE_ARG = re.compile(r"<(?:[a-z]+:)?([A-Za-z_]+)>")
@@ -94,12 +113,13 @@ def _cap(schema: dict, prop: str, key: str, value: int) -> None:
 
 
 def _apply_caps(components: dict, settings) -> None:
-    for name in ("SearchRequest", "RerankRequest"):
+    for name in ("SearchRequest", "RerankRequest", "CohereV2RerankRequest", "TeiRerankRequest"):
         schema = components.get(name, {})
         _cap(schema, "query", "maxLength", settings.max_query_chars)
         _cap(schema, "top_k", "maximum", settings.max_top_k)
         _cap(schema, "candidates", "maximum", settings.max_candidates)
         _cap(schema, "documents", "maxItems", settings.max_rerank_documents)
+        _cap(schema, "texts", "maxItems", settings.max_rerank_documents)
     _cap(components.get("EmbeddingsRequest", {}), "input", "maxItems", settings.max_embedding_inputs)
 
 
@@ -134,7 +154,7 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
     policy = POLICIES.get(endpoint)
     needs_key = auth_on and (policy is None or policy.role is not None)
     for status, description in ERRORS.items():
-        if status in (401, 403) and not needs_key:
+        if (status in (401, 403) and not needs_key) or (status == 415 and op.request is None):
             continue
         body["responses"][str(status)] = {"description": description, **error}
     if needs_key:

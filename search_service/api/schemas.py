@@ -37,7 +37,7 @@ class Strict(BaseModel):
 
 
 class CollectionCreate(Strict):
-    name: CollectionName
+    name: str  # the identifier rule (`store.collections.validate_collection_name`): one 400 slug
     chunk_tokens: int | None = Field(default=None, ge=8, le=8192)
     chunk_overlap: int | None = Field(default=None, ge=0, le=4096)
 

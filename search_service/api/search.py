@@ -48,7 +48,7 @@ def rerank():
         texts = cut_to_tokens(reranker, texts, body.max_tokens_per_doc)
     return rerank_response(
         reranker,
-        body.model or rerankers.default,
+        rerankers.resolve(body.model),  # the model used, also when asked by alias or path
         body.query,
         texts,
         top_n=body.top_n,
@@ -71,6 +71,7 @@ def rerankers():
                 "family": reranker.family,
                 "options": sorted(reranker.options),
                 "max_length": reranker.max_supported_length,
+                "aliases": sorted(a for a, target in loaded.aliases.items() if target == name),
             }
             for name, reranker in loaded.rerankers.items()
         ],

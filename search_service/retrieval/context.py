@@ -16,7 +16,8 @@ the budget (cut at a token boundary) and the citation is marked `truncated`. Tok
 on the whole rendered text, without special tokens, with a Hugging Face tokenizer.
 
 Only tokenizers the operator configured count: the embedder's (the default), each loaded
-reranker's (by its request name or its id/path) and those listed in `RAG_CONTEXT_TOKENIZERS`.
+reranker's (by its request name or its id/path) and those listed in `RAG_CONTEXT_TOKENIZERS`;
+responses name them by display name (`model_names.py`), never by a filesystem path.
 Any other name is refused (`context_tokenizer_not_allowed`), so a client can make the server
 neither download from the hub nor read a local directory.
 """
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 
 from ingestion.tokens import private_backend
 from search_service.errors import InvalidRequestError
+from search_service.model_names import display_name
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +67,26 @@ class ContextTokenizers:
             self._loaded[default_name] = (copy.deepcopy(default_tokenizer), threading.Lock())
         self._lock = threading.Lock()
         self.allow(allowed)
+        # accepted name -> the name responses show (a loaded reranker's request name; any other
+        # by its display name, never a filesystem path)
+        self.shown: dict[str, str] = {}
 
     @classmethod
     def for_models(cls, embedder, rerankers: Mapping[str, object], allowed: Iterable[str] = ()):
         """The embedder's tokenizer (the default) and each reranker's, by name and by id/path."""
         known: dict[str, tuple[object | None, str]] = {}
+        shown: dict[str, str] = {}
         for name, reranker in rerankers.items():
             source = getattr(reranker, "name", None) or name
             entry = (getattr(reranker, "tokenizer", None), source)
             known.setdefault(name, entry)
             known.setdefault(source, entry)
+            shown.setdefault(name, name)
+            shown.setdefault(source, name)
         default = getattr(embedder, "model_id", "embedder")
-        return cls(default, getattr(embedder, "tokenizer", None), known=known, allowed=allowed)
+        tokenizers = cls(default, getattr(embedder, "tokenizer", None), known=known, allowed=allowed)
+        tokenizers.shown.update(shown)
+        return tokenizers
 
     def allow(self, names: Iterable[str]) -> None:
         """Also allow these hub ids / local directories (exactly as the requests will name them)."""
@@ -153,7 +163,7 @@ class ContextTokenizers:
                 offsets = backend.encode(text, add_special_tokens=False).offsets
             return text[: offsets[tokens - 1][1]] if tokens > 0 and offsets else ""
 
-        return name, count, prefix
+        return self.shown.get(name) or display_name(name), count, prefix
 
 
 def _require_fast(name: str, tokenizer):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -50,10 +50,14 @@ class Timer:
 
 @dataclass
 class RerankerSet:
-    """The loaded rerankers by name; `default` is used when a request names none."""
+    """The loaded rerankers by name; `default` is used when a request names none.
+
+    A request may also name a reranker by an alias (`model_names.py`: `rerank-v3.5` and the other
+    names clients send by default, `RAG_MODEL_ALIASES`) or by the id/path it was loaded from."""
 
     rerankers: dict
     default: str | None
+    aliases: dict = field(default_factory=dict)  # alias -> name
 
     def pick(self, name: str | None):
         if not self.rerankers:
@@ -62,14 +66,22 @@ class RerankerSet:
                 "enable reranking or send rerank: false",
                 code="reranker_not_configured",
             )
-        if name is None:
-            return self.rerankers[self.default]
-        if name not in self.rerankers:
-            raise NotFoundError(
-                f"reranker {name!r} is not loaded; loaded: {', '.join(sorted(self.rerankers))}",
-                code="reranker_not_found",
-            )
-        return self.rerankers[name]
+        return self.rerankers[self.resolve(name)]
+
+    def resolve(self, name: str | None) -> str | None:
+        """The loaded name a requested name means (None: the default's)."""
+        if name is None or name in self.rerankers:
+            return self.default if name is None else name
+        if name in self.aliases:
+            return self.aliases[name]
+        for loaded, reranker in self.rerankers.items():
+            if getattr(reranker, "name", None) == name:  # the id or path it was loaded from
+                return loaded
+        aliases = f"; aliases: {', '.join(sorted(self.aliases))}" if self.aliases else ""
+        raise NotFoundError(
+            f"reranker {name!r} is not loaded; loaded: {', '.join(sorted(self.rerankers))}{aliases}",
+            code="reranker_not_found",
+        )
 
 
 def check_mode(mode: str) -> str:
@@ -139,7 +151,7 @@ class SearchPipeline:
         fusion = _fusion(fusion) if mode == "hybrid" else None
         use_reranker = bool(self.rerankers.rerankers) if rerank is None else rerank
         model = self.rerankers.pick(reranker) if use_reranker else None
-        reranker_name = (reranker or self.rerankers.default) if model is not None else None
+        reranker_name = self.rerankers.resolve(reranker) if model is not None else None
         counter = self.context_tokenizers.counter(context_tokenizer) if context_budget_tokens else None
         candidates = max(candidates, top_k)
         with self.database.session() as session:

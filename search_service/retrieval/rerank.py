@@ -8,15 +8,43 @@ from typing import Any
 
 from search_service.rerankers.base import sigmoid
 
+# No tokenizer gives more tokens than this per character (byte fallback: at most 4 UTF-8 bytes,
+# plus a word-start marker), so a text of at most max_tokens / 5 characters needs no tokenizing.
+MAX_TOKENS_PER_CHAR = 5
+
 
 def cut_to_tokens(reranker, texts: Sequence[str], max_tokens: int) -> list[str]:
     """Each text cut after its first `max_tokens` tokens of the reranker's tokenizer (Cohere's
     `max_tokens_per_doc`); a shorter text is kept whole."""
-    encodings = reranker.text_tokenizer.encode_batch(list(texts), add_special_tokens=False)
-    return [
-        text if len(encoding.offsets) <= max_tokens else text[: encoding.offsets[max_tokens - 1][1]]
-        for text, encoding in zip(texts, encodings, strict=True)
-    ]
+    long = [i for i, text in enumerate(texts) if len(text) * MAX_TOKENS_PER_CHAR > max_tokens]
+    cut = list(texts)
+    if not long:
+        return cut
+    encodings = reranker.text_tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
+    for i, encoding in zip(long, encodings, strict=True):
+        if len(encoding.offsets) > max_tokens:
+            cut[i] = texts[i][: encoding.offsets[max_tokens - 1][1]]
+    return cut
+
+
+def keep_ends(reranker, query: str, texts: Sequence[str]) -> list[str]:
+    """Each text cut from the left (TEI's `truncation_direction: left`): its last tokens that fit
+    the reranker's `max_length` beside the query and the pair's special tokens. Exact for the
+    encoder family; a decoder family's prompt tokens are then cut from the right as usual."""
+    tokenizer = reranker.text_tokenizer
+    query_tokens = len(tokenizer.encode(query, add_special_tokens=False).ids)
+    query_budget = getattr(reranker, "query_max_length", None) or max(1, reranker.max_length * 3 // 4)
+    budget = reranker.max_length - min(query_tokens, query_budget)
+    budget = max(1, budget - tokenizer.num_special_tokens_to_add(True))
+    long = [i for i, text in enumerate(texts) if len(text) * MAX_TOKENS_PER_CHAR > budget]
+    kept = list(texts)
+    if not long:
+        return kept
+    encodings = tokenizer.encode_batch([texts[i] for i in long], add_special_tokens=False)
+    for i, encoding in zip(long, encodings, strict=True):
+        if len(encoding.offsets) > budget:
+            kept[i] = texts[i][encoding.offsets[len(encoding.offsets) - budget][0] :]
+    return kept
 
 
 def rerank_response(

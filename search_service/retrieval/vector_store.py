@@ -19,6 +19,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from search_service.errors import ConfigurationError, DimensionMismatchError
+from search_service.model_names import display_name
 from search_service.store.models import Collection
 
 Hits = list[tuple[int, float]]
@@ -29,9 +30,9 @@ def check_dimension(collection: Collection, vector: np.ndarray) -> None:
     if len(vector) != collection.dimension:
         raise DimensionMismatchError(
             f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors "
-            f"from {collection.embedder_model}; the configured embedder gives {len(vector)}-"
-            f"dimensional ones: serve it with RAG_EMBEDDER_MODEL={collection.embedder_model}, "
-            "or re-ingest it into a new collection"
+            f"from {display_name(collection.embedder_model)}; the configured embedder gives "
+            f"{len(vector)}-dimensional ones: serve it with RAG_EMBEDDER_MODEL="
+            f"{display_name(collection.embedder_model)}, or re-ingest it into a new collection"
         )
 
 

@@ -16,6 +16,7 @@ from search_service.errors import (
     InvalidRequestError,
     NotFoundError,
 )
+from search_service.model_names import display_name
 from search_service.store.models import Chunk, Collection, Document
 from search_service.store.vectors import (
     VectorLayout,
@@ -153,7 +154,7 @@ def replace_chunks(
     if len(vectors) and vectors.shape[1] != collection.dimension:
         raise DimensionMismatchError(
             f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors "
-            f"(embedder {collection.embedder_model}); got {vectors.shape[1]}-dimensional ones"
+            f"(embedder {display_name(collection.embedder_model)}); got {vectors.shape[1]}-dimensional ones"
         )
     if document.id is not None:
         session.execute(delete(Chunk).where(Chunk.document_id == document.id))

