@@ -13,6 +13,7 @@ backend except through `search-service move-collection`.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +93,15 @@ class VectorStores(VectorStore):
     def __init__(self, settings, backends: dict[str, VectorStore] | None = None):
         self.settings = settings
         self.backends: dict[str, VectorStore] = dict(backends or {})
+        self._lock = threading.Lock()  # request threads: one backend of each kind per process
 
     def backend(self, name: str) -> VectorStore:
-        if name not in self.backends:
-            if name not in BACKENDS:
-                raise ConfigurationError(f"unknown vector backend {name!r}; known: {', '.join(BACKENDS)}")
-            self.backends[name] = BACKENDS[name](self.settings)
-        return self.backends[name]
+        with self._lock:
+            if name not in self.backends:
+                if name not in BACKENDS:
+                    raise ConfigurationError(f"unknown vector backend {name!r}; known: {', '.join(BACKENDS)}")
+                self.backends[name] = BACKENDS[name](self.settings)
+            return self.backends[name]
 
     def for_collection(self, collection: Collection) -> VectorStore:
         return self.backend(collection.vector_backend or "faiss")
@@ -124,7 +127,7 @@ class VectorStores(VectorStore):
         return self.for_collection(collection).rebuild(session, collection)
 
     def forget(self, collection_id: int) -> None:
-        for backend in self.backends.values():
+        for backend in list(self.backends.values()):
             backend.forget(collection_id)
 
     def get(self, session, collection):
@@ -133,6 +136,6 @@ class VectorStores(VectorStore):
 
     def loaded(self) -> dict[int, int]:
         held: dict[int, int] = {}
-        for backend in self.backends.values():
+        for backend in list(self.backends.values()):
             held.update(backend.loaded())
         return held
