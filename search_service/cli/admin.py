@@ -1,4 +1,4 @@
-"""`migrate`, `reindex` and `keys create|list|revoke`."""
+"""`migrate`, `reindex`, `move-collection` and `keys create|list|revoke`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ def migrate(ctx: Context):
 
     from search_service.store.db import migrate as run_migrations
 
-    run_migrations(ctx.settings.database_url)
+    try:
+        run_migrations(ctx.settings.database_url, vector_backend=ctx.settings.vector_backend)
+    except ServiceError as exc:
+        fail(exc.message)
     shown = make_url(ctx.settings.database_url).render_as_string(hide_password=True)
     click.echo(f"database at revision head: {shown}")
 
@@ -98,23 +101,51 @@ def keys_revoke(ctx: Context, prefix):
 @click.option("--collection", "-c", "names", multiple=True, help="Only these collections (default: all).")
 @click.pass_obj
 def reindex(ctx: Context, names):
-    """Rebuild FAISS snapshots from the database (after a crash, a lost or corrupt index)."""
-    from search_service.retrieval.index import IndexManager
+    """Rebuild indexes from the database: FAISS snapshots (after a crash, a lost or corrupt
+    index), pgvector HNSW indexes (after changing RAG_PGVECTOR_HNSW_M or _EF_CONSTRUCTION)."""
+    from search_service.retrieval.vector_store import VectorStores
     from search_service.store import collections as store
     from search_service.store.db import Database, require_migrated
 
     database = Database(ctx.settings.database_url)
     try:
         require_migrated(database)
-        indexes = IndexManager.from_settings(ctx.settings)
+        indexes = VectorStores(ctx.settings)
         with database.session() as session:
             collections = [store.get_collection(session, n) for n in names] or [
                 c for c, _, _ in store.list_collections(session)
             ]
             for collection in collections:
-                path = indexes.rebuild(session, collection)
-                count = len(indexes.get(session, collection))
-                click.echo(f"{collection.name}: {count} vectors -> {path}")
+                done = indexes.rebuild(session, collection)
+                count = indexes.count(session, collection)
+                click.echo(f"{collection.name}: {count} vectors -> {done}")
+    except ServiceError as exc:
+        fail(exc.message)
+    finally:
+        database.dispose()
+
+
+@main.command("move-collection")
+@click.argument("name")
+@click.option("--to", "backend", type=click.Choice(["faiss", "pgvector"]), required=True, help="The backend to move it to.")
+@click.option("--pgvector-type", type=click.Choice(["vector", "halfvec"]), default=None, help="pgvector column type (default RAG_PGVECTOR_TYPE).")
+@click.pass_obj
+def move_collection(ctx: Context, name, backend, pgvector_type):
+    """Move a collection's vectors to another backend, in one transaction (searches keep working:
+    they see the old backend until it commits)."""
+    from search_service.store import collections as store
+    from search_service.store.db import Database, require_migrated
+    from search_service.store.vectors import VectorLayout, move_collection
+
+    settings = ctx.settings.replace(vector_backend=backend, pgvector_type=pgvector_type)
+    database = Database(settings.database_url)
+    try:
+        require_migrated(database)
+        with database.session() as session:
+            collection = store.get_collection(session, name)
+            before = collection.vector_backend
+            moved = move_collection(session, collection, VectorLayout.from_settings(settings))
+        click.echo(f"{name}: {before} -> {backend} ({moved} vectors)")
     except ServiceError as exc:
         fail(exc.message)
     finally:

@@ -24,8 +24,6 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from search_service.errors import DimensionMismatchError
-from search_service.model_names import display_name
 from search_service.retrieval.ann import (
     DEFAULT_EF_SEARCH,
     DEFAULT_NPROBE,
@@ -33,6 +31,7 @@ from search_service.retrieval.ann import (
     VectorIndex,
     choose_kind,
 )
+from search_service.retrieval.vector_store import VectorStore, check_dimension
 from search_service.store.models import Chunk, Collection
 
 __all__ = ["IndexManager", "VectorIndex", "vectors_from_bytes"]
@@ -48,8 +47,10 @@ def vectors_from_bytes(blobs: list[bytes], dimension: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dimension)
 
 
-class IndexManager:
-    """This process's indexes, kept in step with the database by `vector_version`."""
+class IndexManager(VectorStore):
+    """The FAISS backend: this process's indexes, kept in step with the database by `vector_version`."""
+
+    name = "faiss"
 
     def __init__(
         self,
@@ -109,15 +110,20 @@ class IndexManager:
     def search(self, session: Session, collection: Collection, vector: np.ndarray, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Catch up, then search, under one lock: a search never runs while the index changes.
         A vector of another dimension than the collection's (another embedder) is refused first."""
-        if len(vector) != collection.dimension:
-            raise DimensionMismatchError(
-                f"collection {collection.name!r} holds {collection.dimension}-dimensional vectors "
-                f"from {display_name(collection.embedder_model)}; the configured embedder gives "
-                f"{len(vector)}-dimensional ones: serve it with RAG_EMBEDDER_MODEL="
-                f"{display_name(collection.embedder_model)}, or re-ingest it into a new collection"
-            )
+        check_dimension(collection, vector)
         with self._lock:
             return self.get(session, collection).search(vector, k, allowed_ids)
+
+    def count(self, session: Session, collection: Collection) -> int:
+        with self._lock:
+            return len(self.get(session, collection))
+
+    def after_write(self, session: Session, collection: Collection) -> Path:
+        return self.save_snapshot(session, collection)
+
+    def loaded(self) -> dict[int, int]:
+        with self._lock:
+            return {collection_id: len(index) for collection_id, (_v, index) in self._indexes.items()}
 
     def save_snapshot(self, session: Session, collection: Collection) -> Path:
         index = self.get(session, collection)

@@ -1,6 +1,6 @@
 """The query path: candidates (dense, sparse or both fused), rerank, threshold, top-k, context.
 
-- `dense`: the query embedding's `candidates` nearest chunks in FAISS.
+- `dense`: the query embedding's `candidates` nearest chunks (FAISS or pgvector, `retrieval.vector_store`).
 - `sparse`: the `candidates` best chunks by lexical weights or BM25 (`retrieval.sparse`).
 - `hybrid`: both lists fused (`retrieval.fusion`: RRF k=60, or weighted normalized scores) and cut
   to `candidates`.
@@ -26,9 +26,9 @@ from search_service.errors import InvalidRequestError, NotFoundError
 from search_service.rerankers.base import sigmoid
 from search_service.retrieval.context import ContextTokenizers, pack_context
 from search_service.retrieval.fusion import Fusion, fuse
-from search_service.retrieval.index import IndexManager
 from search_service.retrieval.rerank_cache import RerankCache, score_with_cache
 from search_service.retrieval.sparse import SparseIndexManager
+from search_service.retrieval.vector_store import VectorStore
 from search_service.store import collections as store
 from search_service.store.db import Database
 
@@ -103,7 +103,7 @@ class SearchPipeline:
         self,
         database: Database,
         embedder,
-        indexes: IndexManager,
+        indexes: VectorStore,
         rerankers: RerankerSet,
         *,
         sparse: SparseIndexManager | None = None,

@@ -18,6 +18,12 @@ from search_service.errors import (
 )
 from search_service.model_names import display_name
 from search_service.store.models import Chunk, Collection, Document
+from search_service.store.vectors import (
+    VectorLayout,
+    drop_collection_index,
+    prepare_collection,
+    write_vectors,
+)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -71,6 +77,8 @@ def create_collection(
         raise ConflictError(
             f"collection {name!r} already exists", code="collection_exists"
         ) from None
+    # the backend the process is configured for (Database(new_collections=...)), recorded for good
+    prepare_collection(session, collection, session.info.get("vector_layout") or VectorLayout())
     return collection
 
 
@@ -151,15 +159,19 @@ def replace_chunks(
     if document.id is not None:
         session.execute(delete(Chunk).where(Chunk.document_id == document.id))
     session.flush()
-    for chunk, vector in zip(chunks, vectors):
-        session.add(
-            Chunk(
-                document_id=document.id,
-                collection_id=collection.id,
-                embedding=np.asarray(vector, dtype="<f4").tobytes(),
-                **chunk,
-            )
+    rows = [
+        Chunk(
+            document_id=document.id,
+            collection_id=collection.id,
+            embedding=np.asarray(vector, dtype="<f4").tobytes(),
+            **chunk,
         )
+        for chunk, vector in zip(chunks, vectors)
+    ]
+    session.add_all(rows)
+    if collection.vector_backend == "pgvector":
+        session.flush()  # the chunk ids
+        write_vectors(session, collection, [row.id for row in rows], vectors)
     bump_version(session, collection)
 
 
@@ -263,6 +275,8 @@ def delete_collection(session: Session, collection: Collection) -> None:
     for model in (Chunk, Document):
         session.execute(delete(model).where(model.collection_id == collection.id))
     session.execute(delete(Collection).where(Collection.id == collection.id))
+    if collection.vector_backend == "pgvector":  # its rows went with the chunks; its index goes too
+        drop_collection_index(session, collection.id)
 
 
 def matching_chunk_ids(session: Session, collection: Collection, document_filter) -> list[int]:

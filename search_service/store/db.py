@@ -45,10 +45,14 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 class Database:
     """An engine plus a session factory; one per process."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, new_collections=None):
+        """`new_collections`: the `store.vectors.VectorLayout` collections created through this
+        database get (RAG_VECTOR_BACKEND); FAISS when not given."""
         self.url = url
         self.engine = make_engine(url)
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(
+            self.engine, expire_on_commit=False, info={"vector_layout": new_collections}
+        )
 
     @contextmanager
     def session(self):
@@ -82,10 +86,23 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the schema to `revision` (the only code path that creates tables)."""
-    make_engine(url).dispose()  # creates the SQLite directory if needed
-    command.upgrade(alembic_config(url), revision)
+def migrate(url: str, revision: str = "head", vector_backend: str = "faiss") -> None:
+    """Bring the schema to `revision` (the only code path that creates tables).
+
+    With `vector_backend="pgvector"` the pgvector schema (extension, `chunk_vectors`) is created
+    too, also on a database migrated earlier with FAISS (it is idempotent)."""
+    engine = make_engine(url)  # creates the SQLite directory if needed
+    try:
+        config = alembic_config(url)
+        config.attributes["vector_backend"] = vector_backend
+        command.upgrade(config, revision)
+        if vector_backend == "pgvector":
+            from search_service.store.vectors import ensure_pgvector_schema
+
+            with engine.begin() as connection:
+                ensure_pgvector_schema(connection)
+    finally:
+        engine.dispose()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -74,6 +74,11 @@ class Collection(Base):
     # Bumped in the same transaction as every change to the collection's chunks, so index
     # caches in other processes know when to catch up.
     vector_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Where the vectors are searched (store/vectors.py): faiss (in-memory caches) or pgvector
+    # (`chunk_vectors` + an HNSW index); `vector_type` is pgvector's vector or halfvec. Recorded at
+    # creation from RAG_VECTOR_BACKEND; only `search-service move-collection` changes it.
+    vector_backend: Mapped[str] = mapped_column(String(16), default="faiss", server_default="faiss")
+    vector_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     documents: Mapped[list[Document]] = relationship(
