@@ -194,8 +194,10 @@ class IngestionPipeline:
 
     @staticmethod
     def _same_collection(session, name: str, collection_id: int) -> Collection:
-        """The collection `name`, if it is still the one with `collection_id`."""
-        collection = session.get(Collection, collection_id, populate_existing=True)
+        """The collection `name`, if it is still the one with `collection_id`, locked for this
+        transaction (`store.lock_collection`): the check that no document changed meanwhile and
+        the writes after it see no other writer in between."""
+        collection = session.get(Collection, collection_id, populate_existing=True, with_for_update=True)
         if collection is None or collection.name != name:
             raise CollectionGoneError(f"collection {name!r} was deleted")
         return collection

@@ -149,6 +149,7 @@ def replace_chunks(
     vectors: np.ndarray,
 ) -> None:
     """Swap a document's chunks for new ones, in the caller's transaction, and bump the version."""
+    lock_collection(session, collection)
     if len(chunks) != len(vectors):
         raise ValueError("one vector per chunk is required")
     if len(vectors) and vectors.shape[1] != collection.dimension:
@@ -173,6 +174,13 @@ def replace_chunks(
         session.flush()  # the chunk ids
         write_vectors(session, collection, [row.id for row in rows], vectors)
     bump_version(session, collection)
+
+
+def lock_collection(session: Session, collection: Collection) -> None:
+    """Take the collection's row lock before writing any of its contents (PostgreSQL; SQLite has
+    one writer at a time anyway). Every writer (a worker's commit, a delete over HTTP) takes this
+    lock first, so two of them queue instead of deadlocking on each other's chunk rows."""
+    session.execute(select(Collection.id).where(Collection.id == collection.id).with_for_update())
 
 
 def bump_version(session: Session, collection: Collection) -> None:
@@ -260,6 +268,7 @@ def chunks_by_id(
 
 def delete_document(session: Session, collection: Collection, external_id: str) -> None:
     """Remove a document with its chunks and vectors; the version bump tells index caches."""
+    lock_collection(session, collection)
     document = get_document(session, collection, external_id)
     session.execute(delete(Chunk).where(Chunk.document_id == document.id))
     session.execute(delete(Document).where(Document.id == document.id))
@@ -271,6 +280,7 @@ def delete_collection(session: Session, collection: Collection) -> None:
     jobs stay readable by id (`store.jobs.detach_collection_jobs`)."""
     from search_service.store.jobs import detach_collection_jobs
 
+    lock_collection(session, collection)
     detach_collection_jobs(session, collection)
     for model in (Chunk, Document):
         session.execute(delete(model).where(model.collection_id == collection.id))

@@ -195,11 +195,12 @@ def move_collection(session: Session, collection, layout: VectorLayout) -> int:
     (faster than growing it row by row). To FAISS: drop the rows and the index; each process
     builds its FAISS index from `chunks.embedding` on first use. The version bump tells every
     process. Returns the number of vectors moved."""
-    from search_service.store.collections import bump_version
+    from search_service.store.collections import bump_version, lock_collection
     from search_service.store.models import Chunk
 
     if layout.backend not in BACKENDS:
         raise ConfigurationError(f"the backend must be {' or '.join(BACKENDS)}, got {layout.backend!r}")
+    lock_collection(session, collection)
     wanted_type = layout.pgvector_type if layout.backend == "pgvector" else None
     if collection.vector_backend == layout.backend and collection.vector_type == wanted_type:
         return 0
