@@ -39,7 +39,7 @@ if [ -n "${WHEELS:-}" ]; then
     install_wheels "$WHEELS/app" /tmp/search-service-site && PYTHONPATH="$PYTHONPATH:/tmp/search-service-site"
   fi
   if [ -d "$WHEELS/flag" ] && install_wheels "$WHEELS/flag" /tmp/flag-site; then
-    # A stand-in for tests/reference/env.py's venv: its python sees the carried packages first.
+    # A stand-in for search_service/testing/reference_env.py's venv: its python sees the carried packages first.
     mkdir -p /tmp/flag-env/bin
     printf '#!/bin/sh\nPYTHONPATH=/tmp/flag-site exec %s "$@"\n' "$(command -v "$PYTHON")" \
       > /tmp/flag-env/bin/python

@@ -23,7 +23,7 @@ download() {  # download <folder> <requirement...>
 download app flask blinker itsdangerous waitress pydantic pydantic-core annotated-types \
   typing-inspection "typing-extensions>=4.16" sqlalchemy greenlet alembic mako faiss-cpu psycopg \
   psycopg-binary beautifulsoup4 soupsieve pypdf python-docx bm25s redis
-# FlagEmbedding's reference stack (tests/reference/requirements.lock), seen before the image's.
+# FlagEmbedding's reference stack (search_service/testing/reference-requirements.lock), seen before the image's.
 download flag FlagEmbedding==1.4.2 transformers==4.46.0 tokenizers==0.20.3 huggingface_hub==0.36.2 \
   sentence-transformers==5.7.0 datasets==5.0.1 dill==0.4.1 multiprocess==0.70.19 ir_datasets==0.6.3
 du -sh "$DEST"

@@ -15,7 +15,7 @@ One checkpoint, one set of pairs (`--queries` queries x `--passages` passages of
   (`RAG_RERANKER_RUNTIME`; exported once into $RAG_BENCH_CACHE/onnx before the timed worker
   starts, so load time and peak RSS are those of a warm cache). Default: torch with `--dtype`;
 - `flag`: FlagEmbedding 1.4.2's `FlagReranker.compute_score`, run by this same file in the pinned
-  reference environment (transformers 4.46, `tests/reference/requirements.lock`);
+  reference environment (transformers 4.46, `search_service/testing/reference-requirements.lock`);
 - `st`: sentence-transformers' `CrossEncoder.predict` on the same checkpoint (raw logits).
 
 Each engine scores the first query's first 4 pairs once to warm up (on a GPU also every query once,
@@ -340,7 +340,7 @@ def main_parent(args) -> int:
             python = sys.executable
             if engine == "flag":
                 sys.path.insert(0, str(ROOT))
-                from tests.reference.env import ensure_reference_env
+                from search_service.testing.reference_env import ensure_reference_env
 
                 python = str(ensure_reference_env())
             if variant and OURS[variant][0] != "torch":

@@ -41,7 +41,7 @@ def make_tiny_lightweight_reranker(
 ) -> Path:
     """Write the checkpoint (config, safetensors, remote code, tokenizer) to `path`.
 
-    Needs the FlagEmbedding reference env (built on first use, see `tests/reference/env.py`).
+    Needs the FlagEmbedding reference env (built on first use, see `search_service/testing/reference_env.py`).
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)

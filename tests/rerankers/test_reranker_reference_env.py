@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.reference import env
+from search_service.testing import reference_env as env
 
 
 @pytest.fixture
