@@ -88,8 +88,20 @@ def serve_gunicorn(load_app, *, host: str, port: int, threads: int, workers: int
     and a stuck worker.
     """
     from gunicorn.app.base import BaseApplication
+    from gunicorn.glogging import Logger
 
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    class RootHandlersLogger(Logger):
+        """gunicorn's own lines go through the root handlers: the app's format (RAG_LOG_FORMAT)
+        and stream, instead of gunicorn's bracketed text beside the app's JSON."""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in list(log.handlers):
+                    log.removeHandler(handler)
+                log.propagate = True
 
     class Application(BaseApplication):
         def load_config(self):
@@ -103,6 +115,7 @@ def serve_gunicorn(load_app, *, host: str, port: int, threads: int, workers: int
                 "proc_name": "search-service",
                 "accesslog": None,  # every request is logged by the app (observability.py)
                 "errorlog": "-",
+                "logger_class": RootHandlersLogger,
                 "control_socket_disable": True,  # gunicorn >= 25 would share one socket in $HOME between servers
             }
             for key, value in options.items():
