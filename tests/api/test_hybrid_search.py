@@ -35,7 +35,9 @@ LONG = "# Handbook\n\n## Backups\n\n" + " ".join(
 
 def ingest(app, collection: str, documents: dict[str, str], **metadata) -> None:
     services = app.extensions["search_service"]
-    sources = [SourceDocument(external_id=k, text=v, metadata=metadata.get(k, {})) for k, v in documents.items()]
+    # as uploaded files: read by their name (handbook.md as markdown); text is never sniffed
+    sources = [SourceDocument(external_id=k, data=v.encode(), filename=k, metadata=metadata.get(k, {}))
+               for k, v in documents.items()]
     results = services.ingestion.ingest(collection, sources)
     assert all(r.status in ("added", "updated") for r in results), results
 
