@@ -197,7 +197,8 @@ class IngestionPipeline:
         """The collection `name`, if it is still the one with `collection_id`, locked for this
         transaction (`store.lock_collection`): the check that no document changed meanwhile and
         the writes after it see no other writer in between."""
-        collection = session.get(Collection, collection_id, populate_existing=True, with_for_update=True)
+        collection = session.get(Collection, collection_id, populate_existing=True,
+                                 with_for_update={"key_share": True})
         if collection is None or collection.name != name:
             raise CollectionGoneError(f"collection {name!r} was deleted")
         return collection

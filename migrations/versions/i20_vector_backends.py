@@ -33,6 +33,12 @@ def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         op.execute("DROP TABLE IF EXISTS chunk_vectors")  # its HNSW indexes go with it
-    with op.batch_alter_table("collections") as batch_op:
-        batch_op.drop_column("vector_type")
-        batch_op.drop_column("vector_backend")
+    if bind.dialect.name == "sqlite":
+        # SQLite >= 3.35 drops a column in place. A batch "move and copy" would drop and recreate
+        # `collections`, and with foreign keys on, dropping it deletes every job and document of
+        # it through ON DELETE CASCADE.
+        op.execute("ALTER TABLE collections DROP COLUMN vector_type")
+        op.execute("ALTER TABLE collections DROP COLUMN vector_backend")
+        return
+    op.drop_column("collections", "vector_type")
+    op.drop_column("collections", "vector_backend")

@@ -180,7 +180,9 @@ def lock_collection(session: Session, collection: Collection) -> None:
     """Take the collection's row lock before writing any of its contents (PostgreSQL; SQLite has
     one writer at a time anyway). Every writer (a worker's commit, a delete over HTTP) takes this
     lock first, so two of them queue instead of deadlocking on each other's chunk rows."""
-    session.execute(select(Collection.id).where(Collection.id == collection.id).with_for_update())
+    # FOR NO KEY UPDATE: writers queue on it, while inserting a document or chunk (which takes
+    # FOR KEY SHARE on the collection through the foreign key) never waits for it or blocks it.
+    session.execute(select(Collection.id).where(Collection.id == collection.id).with_for_update(key_share=True))
 
 
 def bump_version(session: Session, collection: Collection) -> None:
