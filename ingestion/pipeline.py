@@ -112,6 +112,7 @@ class IngestionPipeline:
         on_stage: Callable[[str], None] | None = None,
         finalize: Callable[[object, list[IngestResult]], None] | None = None,
         collection_id: int | None = None,
+        writes_around: Callable[[object], tuple[set[str], set[str]]] | None = None,
     ) -> list[IngestResult]:
         """Ingest `documents`; unchanged ones are skipped, failed ones reported, not raised.
 
@@ -123,7 +124,11 @@ class IngestionPipeline:
         raises `CollectionGoneError`.
 
         A document that another writer deleted, created or replaced while this call ran is not
-        overwritten: it is reported `failed` with code `document_changed`.
+        overwritten: it is reported `failed` with code `document_changed`. A queued job passes
+        `writes_around(session) -> (by newer jobs, by older jobs meanwhile)`: then a document an
+        upload queued later already stored is never overwritten (its worker may have run first,
+        or this job is a retry), and one only an upload queued earlier changed meanwhile is
+        replaced by this, later, upload.
         """
         stage = on_stage or (lambda _stage: None)
         with self.database.session() as session:
@@ -165,10 +170,14 @@ class IngestionPipeline:
             collection = self._same_collection(session, collection_name, collection.id)
             self.check_compatible(collection)
             offset, written = 0, set()
+            newer, older = writes_around(session) if writes_around else (set(), set())
             for item in items:
                 document = store.find_document(session, collection, item.external_id)
                 count = 0 if item.unchanged else len(item.chunks)
-                if item.external_id not in written and _changed_meanwhile(stored.get(item.external_id), document):
+                changed = _changed_meanwhile(stored.get(item.external_id), document)
+                if changed and document is not None and not item.unchanged and item.external_id in older:
+                    changed = False  # an earlier upload got there first: this later one replaces it
+                if item.external_id not in written and (changed or item.external_id in newer):
                     offset += count
                     results.append(IngestResult(
                         item.external_id, "failed", error_code="document_changed",

@@ -175,6 +175,7 @@ class Worker:
             collection_id=job.collection_id,
             on_stage=on_stage,
             finalize=lambda session, results: self._finish(session, job.id, results),
+            writes_around=lambda session: job_store.writes_around(session, job.id),
         )
 
     def _record_failure(self, job: Job, exc: Exception) -> None:

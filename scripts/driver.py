@@ -58,8 +58,12 @@ class Driver:
             if response.json()["error"]["code"] != "collection_not_found":
                 raise Divergence(f"upload to missing {name}: {response.text[:200]}")
             return
-        body = expect(response, 202).json()
-        job_id = body["job_id"]
+        self.queued(name, expect(response, 202).json()["job_id"], versions)
+
+    def queued(self, name: str, job_id: str, versions: dict[str, Version]) -> None:
+        """The model's side of an accepted upload (also for one whose answer was lost in a crash
+        but whose job the server holds)."""
+        coll = self.model.collections[name]
         self.model.jobs[job_id] = JobRecord(name, list(versions))
         coll.jobs.append(job_id)
         for doc_id, version in versions.items():
@@ -116,26 +120,36 @@ class Driver:
                                     f"/v1/collections/{quote(name, safe='')}/documents", files=files)
         self._accepted(name, response, versions)
 
-    def delete_document(self, name: str, doc_id: str) -> None:
+    def delete_document(self, name: str, doc_id: str) -> requests.Response:
         self.ops["delete_document"] += 1
         response = self.client.call("DELETE", "/v1/collections/{name}/documents/{id}", self._doc_path(name, doc_id))
+        self.deleted(name, doc_id, response)
+        return response
+
+    def deleted(self, name: str, doc_id: str, response: requests.Response | None) -> None:
+        """Apply a delete's answer to the model. None: the answer was lost (the replica died), so
+        whether the delete took effect is read back from the server."""
         coll = self.model.collections.get(name)
-        if coll is None:
-            expect(response, 404)
-            return
-        doc = coll.docs.get(doc_id)
+        doc = coll.docs.get(doc_id) if coll is not None else None
         if doc is None or (doc.settled is None and not doc.pending):
-            expect(response, 404)
+            if response is not None:
+                expect(response, 404)
             return
         if doc.pending:  # races with its upload: gone now, but the upload may still land after it
-            expect(response, 204, 404)
+            if response is not None:
+                expect(response, 204, 404)
             doc.deleted_after_pending = True
             for job_id in coll.jobs:
                 record = self.model.jobs[job_id]
                 if doc_id in record.ids and record.status not in FINAL:
                     record.raced.add(doc_id)
             return
-        expect(response, 204)
+        if response is None:
+            found = self.client.call("GET", "/v1/collections/{name}/documents/{id}", self._doc_path(name, doc_id))
+            if expect(found, 200, 404).status_code == 200:
+                return
+        else:
+            expect(response, 204)
         self.model.tombstones[doc.settled.token] = f"{name}/{doc_id}"
         del coll.docs[doc_id]
 

@@ -11,7 +11,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from search_service.errors import NotFoundError
@@ -158,6 +158,28 @@ def owns_job(session: Session, job_id: str, worker_id: str) -> bool:
         select(Job.worker_id, Job.status).where(Job.id == job_id).with_for_update()
     ).first()
     return owner is not None and owner[0] == worker_id and owner[1] in ACTIVE_STATES
+
+
+def writes_around(session: Session, job_id: str) -> tuple[set[str], set[str]]:
+    """Documents other jobs of this job's collection stored (created, replaced or found unchanged):
+    (by jobs queued after this one, whenever they ran; by jobs queued before it that finished
+    since this attempt was claimed). With several workers, jobs of one collection run out of
+    order; the upload queued last must win whichever finishes first."""
+    job = session.get(Job, job_id)
+    rows = session.execute(
+        select(Job.created_at, Job.result).where(
+            Job.collection_id == job.collection_id, Job.id != job.id,
+            Job.status.in_(("indexed", "indexed_with_errors")),
+            or_(Job.created_at > job.created_at, Job.finished_at >= job.started_at),
+        )
+    ).all()
+    newer: set[str] = set()
+    older: set[str] = set()
+    for created_at, result in rows:
+        report = (result or {}).get("report") or {}
+        stored = {i for key in ("created", "replaced", "unchanged") for i in report.get(key, [])}
+        (newer if created_at > job.created_at else older).update(stored)
+    return newer, older
 
 
 def advance_job(session: Session, job_id: str, worker_id: str, status: str) -> bool:
