@@ -107,9 +107,9 @@ def follow_lost_upload(driver: ReplicaDriver, name: str, versions: dict) -> None
         driver.figures["unanswered_uploads_committed"] += 1
 
 
-def load(driver: ReplicaDriver, stop: threading.Event) -> None:
+def load(driver: ReplicaDriver, stop: threading.Event, pace: float = 0.0) -> None:
     ops, weights = zip(*WEIGHTS.items())
-    while not stop.is_set():
+    while not stop.wait(pace):
         op = driver.rng.choices(ops, weights)[0]
         try:
             step(driver, op)
@@ -141,7 +141,9 @@ def faults(deployment: Deployment, rotation: Rotation, rng: random.Random, cycle
 
 
 def run(deployment: Deployment, *, cycles: int, cycle_seconds: float, clients: int = 3, seed: int = 0,
-        kills: bool = True, log=print) -> dict:
+        kills: bool = True, pace: float = 0.0, log=print) -> dict:
+    """`cycles` of load (each client thread waits `pace` seconds between operations), each with
+    its faults, then the drain, the audit, the comparison and the driver's check."""
     rotation = Rotation(len(deployment.servers))
     rng = random.Random(seed)
     drivers = [ReplicaDriver(Balancer(deployment.base_urls, rotation, start=i), random.Random(seed + i + 1),
@@ -153,7 +155,7 @@ def run(deployment: Deployment, *, cycles: int, cycle_seconds: float, clients: i
     started = time.time()
     for cycle in range(cycles):
         stop = threading.Event()
-        threads = [threading.Thread(target=load, args=(d, stop), daemon=True) for d in drivers]
+        threads = [threading.Thread(target=load, args=(d, stop, pace), daemon=True) for d in drivers]
         for thread in threads:
             thread.start()
         cycle_start = time.time()
@@ -163,8 +165,11 @@ def run(deployment: Deployment, *, cycles: int, cycle_seconds: float, clients: i
         stop.set()
         for thread in threads:
             thread.join()
+        counts["load_seconds"] += round(time.time() - cycle_start)
+        settling = time.time()
         settle(deployment, drivers, counts, rng)
-        log(f"[{time.strftime('%H:%M:%S')}] cycle {cycle + 1}/{cycles}: {summary_line(drivers, counts)}")
+        log(f"[{time.strftime('%H:%M:%S')}] cycle {cycle + 1}/{cycles} ({time.time() - cycle_start:.0f} s, "
+            f"settled in {time.time() - settling:.0f} s): {summary_line(drivers, counts)}")
     return figures(drivers, counts, time.time() - started)
 
 
@@ -174,8 +179,10 @@ def settle(deployment: Deployment, drivers: list[ReplicaDriver], counts: Counter
     for driver in drivers:
         try:
             driver.drain()
-        except Divergence as exc:
+        except Divergence as exc:  # the model cannot settle: audit nothing, start afresh
             driver.divergences.append(f"drain: {exc}")
+            resync(driver)
+            continue
         counts.update(audit(driver, replicas))
         counts.update(compare_replicas(driver, replicas, rng))
         try:
@@ -213,7 +220,7 @@ def figures(drivers: list[ReplicaDriver], counts: Counter, seconds: float) -> di
     }
 
 
-FIGURES = ("replica_kills", "worker_kills", "uploads_acknowledged", "documents_acknowledged",
+FIGURES = ("load_seconds", "replica_kills", "worker_kills", "uploads_acknowledged", "documents_acknowledged",
            "deletes_acknowledged", "writes_unanswered", "unanswered_uploads_committed", "reads_unanswered",
            "documents_audited", "lost", "deleted_probes", "returned", "queries_compared", "divergent")
 
@@ -244,6 +251,8 @@ def failures(result: dict) -> list[str]:
 
 def table(result: dict, replicas: int) -> str:
     rows = [
+        ("seconds under load / in all (drains and audits included)", f"{result['load_seconds']} / {result['seconds']}"),
+        ("operations (client threads' steps; the checks' requests not counted)", result["operations"]),
         ("replica kills / worker kills (SIGKILL, then restarted)", f"{result['replica_kills']} / {result['worker_kills']}"),
         ("uploads acknowledged (202) / their documents", f"{result['uploads_acknowledged']} / {result['documents_acknowledged']}"),
         ("acknowledged uploads lost", result["lost"]),
@@ -305,8 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         url = args.database_url or stack.enter_context(pgvector_database())
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        began = time.time()
         deployment = stack.enter_context(Deployment(tmp / "data", url, embedder, replicas=args.replicas,
                                                     workers=args.workers, env={"RAG_VECTOR_BACKEND": "pgvector"}))
+        print(f"{args.replicas} replicas and {args.workers} workers ready in {time.time() - began:.0f} s", flush=True)
         if args.logs:
             stack.callback(copy_logs, deployment.data_dir, args.logs)
         result = run(deployment, cycles=cycles, cycle_seconds=args.cycle_seconds, clients=args.clients, seed=seed,
