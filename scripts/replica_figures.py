@@ -29,7 +29,7 @@ def figures(drivers: list[ReplicaDriver], counts: Counter, seconds: float) -> di
     }
 
 
-FIGURES = ("load_seconds", "replica_kills", "worker_kills", "uploads_acknowledged", "documents_acknowledged",
+FIGURES = ("load_seconds", "replica_start_seconds", "replica_kills", "worker_kills", "uploads_acknowledged", "documents_acknowledged",
            "deletes_acknowledged", "writes_unanswered", "unanswered_uploads_committed", "reads_unanswered",
            "documents_audited", "lost", "deleted_probes", "returned", "queries_compared", "divergent")
 
@@ -63,6 +63,8 @@ def table(result: dict, replicas: int) -> str:
         ("seconds under load / in all (drains and audits included)", f"{result['load_seconds']} / {result['seconds']}"),
         ("operations (client threads' steps; the checks' requests not counted)", result["operations"]),
         ("replica kills / worker kills (SIGKILL, then restarted)", f"{result['replica_kills']} / {result['worker_kills']}"),
+        ("killed replica back in rotation after (mean s from restart to ready)",
+         round(result["replica_start_seconds"] / max(1, result["replica_kills"]))),
         ("uploads acknowledged (202) / their documents", f"{result['uploads_acknowledged']} / {result['documents_acknowledged']}"),
         ("acknowledged uploads lost", result["lost"]),
         ("deletes acknowledged (204)", result["deletes_acknowledged"]),

@@ -138,6 +138,7 @@ def faults(deployment: Deployment, rotation: Rotation, rng: random.Random, cycle
     started = time.time()
     deployment.start_server(replica)  # waits for /readyz
     rotation.put_back(replica)
+    counts["replica_start_seconds"] += round(time.time() - started)
     log(f"  replica {replica} back after {time.time() - started:.1f} s of start-up")
 
 
