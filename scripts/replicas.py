@@ -148,8 +148,11 @@ def run(deployment: Deployment, *, cycles: int, cycle_seconds: float, clients: i
     its faults, then the drain, the audit, the comparison and the driver's check."""
     rotation = Rotation(len(deployment.servers))
     rng = random.Random(seed)
+    # Under full load the queue grows faster than two workers on a shared 2-core VM index it (jobs
+    # waited up to 4 minutes), so a drain may take long: only a job that never ends is a divergence.
     drivers = [ReplicaDriver(Balancer(deployment.base_urls, rotation, start=i), random.Random(seed + i + 1),
-                             f"rep{seed % 10**6}t{i}", deployment, check_sample=8) for i in range(clients)]
+                             f"rep{seed % 10**6}t{i}", deployment, check_sample=8, drain_timeout=1200)
+               for i in range(clients)]
     for driver in drivers:
         for name in driver.names:
             driver.create_collection(name)
