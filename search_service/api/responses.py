@@ -146,6 +146,15 @@ class SearchResult(Open):
     rerank_score: float | None = None
 
 
+class RerankFallback(Open):
+    """Set when a search asked for `rerank_fallback: "dense"` and the remote reranker gave no
+    scores: the results are in retrieval order; `code`/`message` are the error it would have had."""
+
+    used: Literal["dense"]
+    code: str
+    message: str
+
+
 class SearchResponse(Open):
     collection: str
     query: str
@@ -153,6 +162,7 @@ class SearchResponse(Open):
     results: list[SearchResult]
     reranked: bool
     reranker: str | None
+    rerank_fallback: RerankFallback | None = None
     context: dict[str, Any] | None = None
     cache: dict[str, Any]
     timings_ms: dict[str, float]
