@@ -177,6 +177,10 @@ def load_remote_embedder(config: RemoteConfig, model_id: str, *, query_cache_siz
     embedder = RemoteEmbedder(config, model_id, tokenizer, max_seq_length_of(model_id, tokenizer),
                               query_cache_size=query_cache_size)
     if probe:
-        embedder.probe("RAG_EMBEDDER_URL")
+        try:
+            embedder.probe("RAG_EMBEDDER_URL")
+        except BaseException:
+            embedder.close()
+            raise
     log.info("embedder %s through %s", model_id, config.where)
     return embedder

@@ -161,7 +161,11 @@ class RemoteRuntime(Runtime):
     def connect(self, config: RemoteConfig, *, name: str, setting: str, probe: bool = True) -> RemoteReranker:
         reranker = RemoteReranker(config, name=name)
         if probe:
-            reranker.probe(setting)
+            try:
+                reranker.probe(setting)
+            except BaseException:
+                reranker.close()
+                raise
         return reranker
 
     def build(self, family, checkpoint, *, device, dtype, **options):
