@@ -200,10 +200,10 @@ class SearchPipeline:
                     if rerank_fallback != "dense":
                         raise
                     fallback = {"used": "dense", "code": error.code, "message": error.message}
-                    raw = []
-            for position, (result, value) in enumerate(zip(results, raw)):
-                result.update(rerank_score=value, score=sigmoid(value), _order=position)
-            results.sort(key=lambda r: (-r["rerank_score"], r["_order"]))
+            if fallback is None:
+                for position, (result, value) in enumerate(zip(results, raw)):
+                    result.update(rerank_score=value, score=sigmoid(value), _order=position)
+                results.sort(key=lambda r: (-r["rerank_score"], r["_order"]))
         for rank, result in enumerate(results, start=1):
             result.pop("_order", None)
             result["rank"] = rank
