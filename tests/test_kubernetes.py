@@ -64,13 +64,14 @@ def test_kustomization_lists_every_manifest():
     assert listed == on_disk
     kinds = sorted(d["kind"] for d in resources())
     assert kinds == sorted(["Secret", "ConfigMap", "Job", "Deployment", "Deployment", "Service",
-                            "HorizontalPodAutoscaler", "TriggerAuthentication", "ScaledObject"])
+                            "HorizontalPodAutoscaler", "PodDisruptionBudget", "TriggerAuthentication",
+                            "ScaledObject"])
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_core_kinds_validate_strictly(version):
     core = [d for d in resources() if not d["apiVersion"].startswith("keda.sh/")]
-    assert len(core) == 7
+    assert len(core) == 8
     for doc in core:
         # strict: a misspelt or misplaced field is an error, not silently dropped
         kubernetes_validate.validate(doc, version, strict=True)
@@ -183,6 +184,7 @@ def test_probes_ask_real_routes_on_the_container_port():
         assert probe["port"] in ports
     service = one("Service")
     assert service["spec"]["selector"] == deployment("api")["spec"]["selector"]["matchLabels"]
+    assert one("PodDisruptionBudget")["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
     assert service["spec"]["ports"][0]["targetPort"] in ports
     hpa = one("HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment("api")["metadata"]["name"]
