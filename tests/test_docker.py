@@ -130,13 +130,9 @@ def test_scale_profile_replicas_database_and_start_order():
 
 
 def test_healthchecks_ask_real_routes():
-    from flask import Flask
+    from tests.support.manifests import flask_routes
 
-    from search_service.api import register_blueprints
-
-    app = Flask("routes")
-    register_blueprints(app)
-    routes = {rule.rule for rule in app.url_map.iter_rules()}
+    routes = flask_routes()
     services = compose_services()
     for name in ("api", "scale-api"):
         probe = " ".join(services[name]["healthcheck"]["test"])
