@@ -95,9 +95,10 @@ def test_vllm_rerank_answer_that_leaves_a_document_out_is_refused_by_name():
 
 
 def test_tei_embed_is_normalized_here():
+    from transformers import AutoTokenizer
+
     from search_service.embedding.remote import RemoteEmbedder
     from search_service.testing.minilm import minilm_path
-    from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     with replay_server(recorded(DATA["tei"]["exchanges"])) as server:

@@ -5,6 +5,7 @@ vectors within 1e-5."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -98,8 +99,8 @@ def test_settings_with_a_json_reranker_list_serve_the_remote_entry(remote_servic
     from search_service.services import build_services
     from search_service.settings import Settings
 
-    raw = ('[{"name": "gpu", "remote": {"protocol": "cohere", "url": "%s", "model": "tiny", "timeout_s": 20, '
-           '"scores": "logits"}}]' % remote_service)
+    raw = json.dumps([{"name": "gpu", "remote": {"protocol": "cohere", "url": remote_service, "model": "tiny",
+                                                 "timeout_s": 20, "scores": "logits"}}])
     settings = Settings.from_env({"RAG_RERANKERS": raw, "RAG_DATABASE_URL": migrated_sqlite, "RAG_AUTH": "off",
                                   "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_DEVICE": "cpu"})
     services = build_services(settings, embedder=minilm_embedder)
