@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 from search_service.errors import (
@@ -31,6 +32,7 @@ from search_service.rerankers.runtimes.registry import Runtime
 
 log = logging.getLogger(__name__)
 
+PARALLEL_BATCHES = 4  # parts of one call in flight at once (a 100-candidate call to TEI: 4 x 32)
 PROBE = ("what is a panda?", "The giant panda is a bear species endemic to China.")
 
 
@@ -53,6 +55,7 @@ class RemoteReranker:
         self.batch_size = config.batch_size or self.protocol.batch_limit
         self.client = client or RemoteClient(config)
         self.token_budget = None
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix=f"remote-{name}")
 
     def use_token_cache(self, max_tokens: int) -> None:
         """Nothing is tokenized here."""
@@ -79,9 +82,14 @@ class RemoteReranker:
         if not passages:
             return []
         unique = list(dict.fromkeys(passages))  # a text repeated in one call is sent once
+        chunks = [chunk for _offset, chunk in batches(unique, min(batch_size or self.batch_size, self.batch_size))]
+        if len(chunks) == 1:
+            answers = [self._call(query, chunks[0])]
+        else:  # split to the engine's limit: the parts go out side by side on pooled connections
+            answers = list(self._pool.map(lambda chunk: self._call(query, chunk), chunks))
         scores: dict[str, float] = {}
-        for _offset, chunk in batches(unique, min(batch_size or self.batch_size, self.batch_size)):
-            scores.update(zip(chunk, self._call(query, chunk), strict=True))
+        for chunk, values in zip(chunks, answers, strict=True):
+            scores.update(zip(chunk, values, strict=True))
         values = [scores[passage] for passage in passages]
         return [sigmoid(value) for value in values] if normalize else values
 
@@ -147,6 +155,7 @@ class RemoteReranker:
             log.warning("%s: %s (%s); starting anyway", setting, error.message, error.detail)
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False)
         self.client.close()
 
     def __repr__(self) -> str:
