@@ -16,6 +16,8 @@ from search_service.remote.config import RERANK_PROTOCOLS, RemoteConfig
 from search_service.rerankers.runtimes.registry import runtime_named
 from tests.support.documents import DOCUMENTS, PARAPHRASES
 
+pytestmark = pytest.mark.slow  # a real server process
+
 QUERY = "what is panda?"
 PASSAGES = [
     "hi",
