@@ -116,6 +116,10 @@ def test_settings_with_a_json_reranker_list_serve_the_remote_entry(remote_servic
         assert refused.status_code == 400 and refused.get_json()["error"]["code"] == "unsupported_option"
         metrics = client.get("/metrics").get_data(as_text=True)
         assert 'rag_remote_calls_total{kind="reranker",name="gpu",outcome="ok"}' in metrics
+        from search_service.cli.startup import startup_summary
+
+        message, _fields, _warning = startup_summary(settings, services, server="waitress")
+        assert "reranker gpu: family remote, device remote, runtime remote, engine cohere at http://127.0.0.1:" in message
         assert 'rag_remote_breaker_state{kind="reranker",name="gpu"} 0.0' in metrics
     finally:
         services.close()
