@@ -143,3 +143,31 @@ def test_openapi_documents_the_fallback_and_the_remote_errors(search_app):
     assert schemas["SearchRequest"]["properties"]["rerank_fallback"]["anyOf"][0]["enum"] == ["none", "dense"]
     assert "rerank_fallback" in schemas["SearchResponse"]["properties"]
     assert "503" in spec["paths"]["/v1/rerank"]["post"]["responses"]
+
+
+def test_breaker_lets_one_trial_through_and_reopens_when_it_fails():
+    from search_service.remote.breaker import BreakerOpen, CircuitBreaker
+
+    now = [0.0]
+    breaker = CircuitBreaker(failures=3, reset_s=10, clock=lambda: now[0])
+    for _ in range(3):
+        breaker.before_call()
+        breaker.record_failure()
+    assert breaker.state == "open" and breaker.opened == 1
+    now[0] = 9.0
+    with pytest.raises(BreakerOpen) as refused:
+        breaker.before_call()
+    assert refused.value.retry_after == pytest.approx(1.0)
+    now[0] = 10.0
+    breaker.before_call()  # the trial
+    with pytest.raises(BreakerOpen):
+        breaker.before_call()  # a second caller while the trial runs
+    breaker.record_failure()  # the trial failed: open for another reset_s
+    assert breaker.state == "open" and breaker.opened == 2
+    now[0] = 20.0
+    breaker.before_call()
+    breaker.record_success()
+    assert breaker.state == "closed"
+    breaker.before_call()
+    breaker.record_failure()
+    assert breaker.state == "closed"  # one failure after closing: still below the threshold
