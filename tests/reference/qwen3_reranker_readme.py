@@ -12,7 +12,8 @@ Runs in the project's venv (the README needs transformers >= 4.51; the FlagEmbed
 env has 4.46).
 """
 
-# ruff: noqa: E501, ANN, PLW0603
+# ruff: noqa: UP032
+# fmt: off
 # Requires transformers>=4.51.0
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -48,10 +49,12 @@ def compute_logits(inputs, **kwargs):
     batch_scores = torch.nn.functional.log_softmax(batch_scores, dim=1)
     scores = batch_scores[:, 1].exp().tolist()
     return scores
+# fmt: on
 
 
 def load(checkpoint):  # changed: the README's setup lines, for any checkpoint
     global tokenizer, model, token_false_id, token_true_id, prefix_tokens, suffix_tokens
+    # fmt: off
     tokenizer = AutoTokenizer.from_pretrained(checkpoint, padding_side='left')
     model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
 
@@ -62,6 +65,7 @@ def load(checkpoint):  # changed: the README's setup lines, for any checkpoint
     suffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
     prefix_tokens = tokenizer.encode(prefix, add_special_tokens=False)
     suffix_tokens = tokenizer.encode(suffix, add_special_tokens=False)
+    # fmt: on
 
 
 def scores(pairs, task=None, length=8192):  # changed: the README's last lines, as a function

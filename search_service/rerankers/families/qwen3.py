@@ -117,7 +117,9 @@ class Qwen3Reranker(Reranker):
             trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation,
         )
-        log.info("loaded %s reranker %s on %s (%s)", cls.family, checkpoint.name_or_path, device, dtype)
+        log.info(
+            "loaded %s reranker %s on %s (%s)", cls.family, checkpoint.name_or_path, device, dtype
+        )
         return cls(
             model=model,
             tokenizer=tokenizer,
