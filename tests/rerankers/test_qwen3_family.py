@@ -100,6 +100,13 @@ def test_the_suffix_chooses_the_family_and_the_rule_is_logged(plain_dir, caplog)
         load_reranker(f"{plain_dir}#family=qwen3-reranker", device="cpu", family="llm")
 
 
+def test_a_hub_cache_snapshot_is_named_by_its_repository(plain_dir, tmp_path):
+    from search_service.testing.tiny_encoder import install_in_hf_cache
+
+    snapshot = install_in_hf_cache(plain_dir, tmp_path / "home", "Qwen/Qwen3-Reranker-tiny")
+    assert load_reranker(str(snapshot), device="cpu").family == "qwen3-reranker"
+
+
 def test_settings_choose_the_family(plain_dir):
     from search_service.services import load_reranker_spec, reranker_specs
     from search_service.settings import Settings
