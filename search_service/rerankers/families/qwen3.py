@@ -79,6 +79,9 @@ class Qwen3Reranker(Reranker):
             self.inputs = DecoderInputBuilder(tokenizer, padding_side="left")
         except ValueError as error:
             raise ModelLoadError(f"reranker {name!r}: {error}") from error
+        # The model's `tokenizers` backend, safe to share between threads (never reconfigured):
+        # the API cuts documents with it (`max_tokens_per_doc`).
+        self.text_tokenizer = self.inputs._backend
         self.instruction = DEFAULT_INSTRUCTION if prompt is None else prompt
         super().__init__(
             name=name, device=device, dtype=dtype, max_length=max_length, batch_size=batch_size
