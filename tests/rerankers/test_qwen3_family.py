@@ -10,6 +10,7 @@ and its scores against two references, in this process (both need transformers >
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -282,3 +283,62 @@ def test_scores_match_sentence_transformers_cross_encoder(qwen3, qwen3_dir, pari
     raw = model.predict(fitting, activation_fn=torch.nn.Identity(), batch_size=4).tolist()
     assert all(math.isfinite(score) for score in raw) and max(raw) - min(raw) > 1
     assert qwen3.score_pairs(fitting) == pytest.approx(raw, abs=TOLERANCE)
+
+
+# -- OOM back-off, dtypes, the tiny checkpoints ---------------------------------------------------
+
+
+def test_oom_halves_the_batch_and_keeps_scores(qwen3, parity_pairs, monkeypatch):
+    pairs = parity_pairs[:9]
+    expected = qwen3.score_pairs(pairs, batch_size=4, max_length=128)
+    forward, rows = qwen3.forward, []
+
+    def failing(batch):
+        rows.append(batch["input_ids"].shape[0])
+        if len(rows) == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return forward(batch)
+
+    monkeypatch.setattr(qwen3, "forward", failing)
+    scores = qwen3.score_pairs(pairs, batch_size=4, max_length=128)
+    assert scores == pytest.approx(expected, abs=TOLERANCE)
+    assert rows == [4, 4, 2, 2, 1]  # 4 pass, 4 fail, then halves cover the 5 left
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_dtypes_load_and_score(qwen3, qwen3_dir, parity_pairs, dtype):
+    half = load_reranker(qwen3_dir, device="cpu", dtype=dtype)
+    assert str(half.dtype) == f"torch.{dtype}"
+    assert {param.dtype for param in half.model.parameters()} == {half.dtype}
+    expected = qwen3.score_pairs(parity_pairs[:6], max_length=256)
+    scores = half.score_pairs(parity_pairs[:6], max_length=256)
+    # The tiny model's wide weights magnify rounding: bfloat16 keeps 8 bits of mantissa.
+    assert scores == pytest.approx(expected, abs=0.05 if dtype == "float16" else 0.5)
+
+
+def test_tiny_qwen_checkpoints_tokenize_alike_and_are_deterministic(qwen3_dir, tmp_path):
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    from search_service.testing.tiny_qwen import make_tiny_qwen2_reranker, make_tiny_qwen3_reranker
+
+    rebuilt = AutoTokenizer.from_pretrained(qwen3_dir)  # transformers 5 rebuilds Qwen2Tokenizer
+    raw = Tokenizer.from_file(str(qwen3_dir / "tokenizer.json"))
+    texts = [PREFIX, SUFFIX, "大熊猫 😀 ÆØÅ <mask>\r\n\tyes no 1 0 x", "<|im_end|> <think>"]
+    for text in texts:
+        ids = rebuilt(text, add_special_tokens=False)["input_ids"]
+        assert ids == raw.encode(text, add_special_tokens=False).ids
+        assert rebuilt.decode(ids) == text
+    assert [len(rebuilt.tokenize(word)) for word in ("yes", "no", "1", "0")] == [1, 1, 1, 1]
+    assert (rebuilt.pad_token, rebuilt.padding_side, rebuilt.bos_token) == (
+        "<|endoftext|>",
+        "left",
+        None,
+    )
+    again = make_tiny_qwen3_reranker(tmp_path / "again")
+    for name in ("tokenizer.json", "tokenizer_config.json", "config.json", "model.safetensors"):
+        assert (again / name).read_bytes() == (qwen3_dir / name).read_bytes(), name
+    qwen2 = make_tiny_qwen2_reranker(tmp_path / "qwen2")
+    config = json.loads((qwen2 / "config.json").read_text())
+    assert config["architectures"] == ["Qwen2ForCausalLM"]
+    assert (qwen2 / "tokenizer.json").read_bytes() == (qwen3_dir / "tokenizer.json").read_bytes()
