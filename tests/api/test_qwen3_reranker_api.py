@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from search_service.rerankers import load_reranker
+from search_service.rerankers.families.qwen3 import SUFFIX
 from search_service.testing.tiny_qwen import make_tiny_qwen3_reranker
 
 QUERY = "who makes honey"
@@ -100,3 +101,29 @@ def test_cli_rerank_chooses_the_family_by_suffix(qwen3, qwen3_dir, tmp_path):
     assert response["model"] == "q"
     expected = qwen3.score(QUERY, PASSAGES, prompt=INSTRUCTION)
     assert by_index(response["results"]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_tei_left_truncation_keeps_the_end_of_the_document(tmp_path, app_factory, qwen3):
+    import copy
+
+    from search_service.store.db import migrate
+
+    short = copy.copy(qwen3)  # the same model, a 128-token budget: the template takes about half
+    short.max_length = 128
+    url = f"sqlite:///{tmp_path / 'rag.db'}"
+    migrate(url)
+    client = app_factory(url, short).test_client()
+    document = " ".join(f"word{i}" for i in range(300)) + " Bees make honey in hives."
+    body = {"query": QUERY, "texts": [document, PASSAGES[1]], "raw_scores": True}
+    response = client.post("/rerank", json={**body, "truncation_direction": "left"})
+    assert response.status_code == 200, response.get_json()
+    budget = short.passage_budget(QUERY)
+    assert 0 < budget < 128
+    encoded = short.text_tokenizer.encode(document, add_special_tokens=False)
+    kept = document[encoded.offsets[len(encoded.offsets) - budget][0] :]
+    (feature,) = short.tokenize([(QUERY, kept)], 128)
+    assert short.tokenizer.decode(feature.input_ids).endswith("Bees make honey in hives." + SUFFIX)
+    expected = dict(enumerate(short.score(QUERY, [kept, PASSAGES[1]])))
+    assert {r["index"]: r["score"] for r in response.get_json()} == pytest.approx(
+        expected, abs=1e-5
+    )

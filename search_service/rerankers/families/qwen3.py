@@ -142,6 +142,14 @@ class Qwen3Reranker(Reranker):
         """Tokens left for the body once the prefix and the suffix are in (never below 0)."""
         return max(max_length - len(self.prefix_ids) - len(self.suffix_ids), 0)
 
+    def passage_budget(self, query: str, max_length: int | None = None) -> int:
+        """Tokens a document may take beside `query` (default instruction) within `max_length`
+        (default: the instance's), for cutting documents from the left (TEI's
+        `truncation_direction: left`, `retrieval.rerank.keep_ends`); within a token or two, as
+        the body is tokenized as one text."""
+        head = BODY.format(instruction=self.instruction, query=query, document="")
+        return self.body_budget(max_length or self.max_length) - len(self.inputs.encode(head))
+
     def tokenize(
         self, pairs: Sequence[tuple[str, str]], max_length: int, *, prompt: str | None = None
     ) -> list[TemplateFeature]:
