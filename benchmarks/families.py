@@ -33,7 +33,7 @@ after one untimed warm-up query (on a GPU, an untimed pass over the same queries
 each batch shape load kernels). Reported per family: build time, pairs/s, p50/p95 latency per
 query, tokenize time per query (CPU), mean tokens per pair, peak CUDA memory, dtype, batch size.
 dtype `auto` is what `load_reranker` picks: float16 on a GPU (bfloat16 for the lightweight family,
-Gemma2, when the GPU supports it), float32 on a CPU.
+Gemma2, and for Qwen3-Reranker, when the GPU supports it), float32 on a CPU.
 
 Peers, encoder family only, on the same in-memory model, pairs and batch size: sentence-
 transformers' `CrossEncoder.predict` when it is importable (its own model swapped for ours), and
@@ -357,13 +357,12 @@ def load_tokenizer(family: str, tokenizer_dir: Path) -> Any:
 
 def family_dtype(family: str, requested: str, device: str) -> Any:
     """What `load_reranker(dtype=requested)` gives this family on `device`."""
-    import torch
-
     from search_service.devices import resolve_dtype
+    from search_service.rerankers.registry import family_class
 
-    if requested == "auto" and family == "lightweight" and device.startswith("cuda"):
-        # LightweightReranker.load: Gemma2's activations overflow float16.
-        requested = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if requested == "auto":
+        # The family's own `auto` (lightweight, qwen3-reranker: bfloat16 on a GPU that has it).
+        requested = family_class(family_of(family)).default_dtype(device) or requested
     return resolve_dtype(requested, device)
 
 
