@@ -1,5 +1,6 @@
-"""Reference scores from the FlagEmbedding reference env (built by
-`search_service.testing.reference_env`): scripts in this folder run there, JSON in, JSON out."""
+"""Reference scores from the reference envs (built by `search_service.testing.reference_env`):
+scripts in this folder run there, JSON in, JSON out. FlagEmbedding's by default; score_mxbai.py
+in the mxbai-rerank env (`mxbai_reference`)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search_service.testing import reference_env
-from search_service.testing.reference_env import ensure_reference_env
+from search_service.testing.reference_env import ReferenceEnv, ensure_reference_env
 
 HERE = Path(__file__).resolve().parent
 SCRIPT_TIMEOUT_S = 900
 __all__ = ["ensure_reference_env", "reference_env", "run_reference_script"]
 
 
-def run_reference_script(script: str, payload: dict) -> object:
-    """Run `tests/reference/<script>` in the reference env, JSON payload in, JSON result out."""
-    python = ensure_reference_env()
+def run_reference_script(
+    script: str, payload: dict, environment: ReferenceEnv = reference_env.FLAG
+) -> object:
+    """Run `tests/reference/<script>` in a reference env (FlagEmbedding's unless told), JSON
+    payload in, JSON result out."""
+    python = environment.ensure()
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -69,3 +73,10 @@ def transformers_reference(checkpoint_dir: Path | str, jobs: Sequence[dict]) -> 
     """
     payload = {"checkpoint": str(checkpoint_dir), "jobs": list(jobs)}
     return run_reference_script("score_transformers.py", payload)  # type: ignore[return-value]
+
+
+def mxbai_reference(checkpoint_dir: Path | str, jobs: Sequence[dict]) -> list[object]:
+    """Run mxbai-rerank jobs (`MxbaiRerankV2` scores and inputs, see score_mxbai.py) in the
+    mxbai-rerank reference env, one subprocess for all of them."""
+    payload = {"checkpoint": str(checkpoint_dir), "jobs": list(jobs)}
+    return run_reference_script("score_mxbai.py", payload, reference_env.MXBAI)  # type: ignore[return-value]
