@@ -1,7 +1,7 @@
 """The contract every reranker family and runtime keeps, checked on each of them with one set of
 tests (`CONTRACT_RERANKERS` in conftest.py: the encoder padded, packed, in ONNX Runtime fp32 and
-int8; llm; layerwise; lightweight). Family-specific behaviour (FlagEmbedding parity, options that
-change scores, model code) stays in the family's own test file.
+int8; llm; layerwise; lightweight; mxbai-rerank). Family-specific behaviour (reference parity,
+options that change scores, model code) stays in the family's own test file.
 """
 
 from __future__ import annotations
@@ -23,10 +23,15 @@ PASSAGES = [
     "大熊猫主要吃竹子,也吃少量的肉。",
     "Bears eat bamboo, fish, honey and berries.",
 ]
-# Padding is masked, so batch-mates change a score only by float rounding. The llm family pads on
-# the left, which moves RoPE positions (1e-4); int8 ONNX quantizes activations per batch, with
-# one scale per batch (the tiny model's wide weights drift about 0.1).
-TOLERANCE = {"llm": 1e-4, "encoder-onnx": 1e-4, "encoder-onnx-int8": 0.25}
+# Padding is masked, so batch-mates change a score only by float rounding. The llm and mxbai-rerank
+# families pad on the left, which moves RoPE positions (1e-4); int8 ONNX quantizes activations per
+# batch, with one scale per batch (the tiny model's wide weights drift about 0.1).
+TOLERANCE = {
+    "llm": 1e-4,
+    "mxbai-rerank": 1e-4,
+    "encoder-onnx": 1e-4,
+    "encoder-onnx-int8": 0.25,
+}
 # One valid value of every per-call option some family takes (`cutoff_layers`: see `_options`).
 OPTION_VALUES = {
     "prompt": "Does passage B answer query A? Yes or No.",
@@ -98,6 +103,7 @@ FORWARD_OPTIONS = {
     "llm": {"prompt": OPTION_VALUES["prompt"]},
     "layerwise": {"cutoff_layers": 2},
     "lightweight": {"cutoff_layers": 3, "compress_ratio": 2, "compress_layers": [1, 2]},
+    "mxbai-rerank": {"prompt": "Find passages about animals."},
 }
 
 

@@ -20,7 +20,7 @@ def fake_build(monkeypatch, tmp_path) -> list[str]:
     builds: list[str] = []
     guard = threading.Lock()
 
-    def build(venv, environment=env.FLAG):
+    def build(venv):
         with guard:
             builds.append(str(venv))
         time.sleep(0.2)  # long enough for the other callers to queue on the file lock
@@ -48,18 +48,6 @@ def test_lock_pins_torch_and_flagembedding():
     assert "FlagEmbedding==1.4.2" in lines
     assert "transformers==4.46.0" in lines
     assert env.TORCH_REQUIREMENT == "torch==2.13.0"
-
-
-def test_the_mxbai_env_has_its_own_lock_key_and_directory(monkeypatch):
-    lines = env.MXBAI.lock_file.read_text().splitlines()
-    assert {"torch==2.13.0", "mxbai-rerank==0.1.6", "transformers==4.57.6"} <= set(lines)
-    assert env.MXBAI.key() != env.FLAG.key()
-    monkeypatch.delenv("RAG_MXBAI_REFERENCE_ENV_DIR", raising=False)
-    assert env.MXBAI.directory().name == f"mxbai-reference-{env.MXBAI.key()}"
-    monkeypatch.setenv("RAG_MXBAI_REFERENCE_ENV_DIR", "/somewhere/mxbai")
-    monkeypatch.setenv("RAG_REFERENCE_ENV_DIR", "/somewhere/flag")
-    assert str(env.MXBAI.directory()) == "/somewhere/mxbai"
-    assert str(env.environment_dir()) == "/somewhere/flag"
 
 
 def test_concurrent_callers_build_once_and_reuse(fake_build, tmp_path):

@@ -89,12 +89,17 @@ class MxbaiReranker(DecoderReranker):
     batch_size, query_max_length, prompt); `prompt` is the instruction (default: none), and
     `max_length` defaults to the reference's 8,192 within the model's positions."""
 
-    family = "mxbai"
+    family = "mxbai-rerank"
     options = ("prompt", "query_max_length")
     padding_side = "left"
 
-    def __init__(self, *, max_length: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-                 **arguments: Any):
+    def __init__(
+        self,
+        *,
+        max_length: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        **arguments: Any,
+    ):
         super().__init__(max_length=max_length, batch_size=batch_size, **arguments)
 
     @cached_property
@@ -176,9 +181,7 @@ class MxbaiReranker(DecoderReranker):
         query_budget = query_max_length or self.query_max_length or max_length * 3 // 4
         distinct = list(dict.fromkeys(query for query, _ in pairs))
         texts = [query_text(query, instruction) for query in distinct]
-        query_ids = dict(
-            zip(distinct, self.inputs.encode_batch(texts, query_budget), strict=True)
-        )
+        query_ids = dict(zip(distinct, self.inputs.encode_batch(texts, query_budget), strict=True))
         documents = [DOCUMENT.format(document=document) for _, document in pairs]
         document_ids = self.inputs.encode_batch(documents, max_length)
         positions = getattr(self.model.config, "max_position_embeddings", None)
