@@ -1,10 +1,15 @@
 """Runs inside the mxbai-rerank reference env (mxbai-rerank 0.1.6, transformers 4.57.6, CPU).
 
 Input: {"checkpoint": dir, "jobs": [job, ...]}; output: one result per job. A model loads once
-per `max_length` (`MxbaiRerankV2(checkpoint, device="cpu", max_length=...)`, fp32 on CPU).
+per checkpoint and `max_length` (`MxbaiRerankV2(checkpoint, device="cpu", max_length=...)`, fp32
+on CPU); a job may name its own "checkpoint".
 - {"kind": "predict", "pairs": [[q, d], ...], "instruction": null, "max_length": 8192,
   "normalize": false} -> `predict(queries, documents, instruction=..., normalize=...)`: all the
   pairs in ONE padded batch (mixed lengths, left padding).
+- {"kind": "each", "pairs": ..., "instruction": null, "max_length": 8192} -> the score of each
+  pair alone and unpadded: `forward` on the ids `prepare_inputs` builds, without the padding it
+  adds (to a multiple of 8, on the left), so positions start at 0 on the first token. `predict`
+  numbers positions from the first pad, so its scores move with the padding (RoPE rounding).
 - {"kind": "rank", "query": q, "documents": [...], "batch_size": 4, "instruction": null,
   "max_length": 8192} -> one score per document, in order, from `rank(..., sort=False)` (the
   package's own batching: length buckets of `batch_size`).
@@ -28,16 +33,16 @@ def main() -> None:
     checkpoint = payload["checkpoint"]
     models = {}
 
-    def model(max_length):
-        if max_length not in models:
-            models[max_length] = MxbaiRerankV2(
-                checkpoint, device="cpu", torch_dtype=torch.float32, max_length=max_length
+    def model(path, max_length):
+        if (path, max_length) not in models:
+            models[path, max_length] = MxbaiRerankV2(
+                path, device="cpu", torch_dtype=torch.float32, max_length=max_length
             )
-        return models[max_length]
+        return models[path, max_length]
 
     results = []
     for job in payload["jobs"]:
-        reranker = model(job.get("max_length", 8192))
+        reranker = model(job.get("checkpoint", checkpoint), job.get("max_length", 8192))
         instruction = job.get("instruction")
         if job["kind"] == "predict":
             queries = [query for query, _ in job["pairs"]]
@@ -46,6 +51,14 @@ def main() -> None:
                 queries, documents, instruction=instruction, normalize=job.get("normalize", False)
             )
             results.append([float(score) for score in scores.reshape(-1).tolist()])
+        elif job["kind"] == "each":
+            scores = []
+            for query, document in job["pairs"]:
+                batch = reranker.prepare_inputs([query], [document], instruction=instruction)
+                ids = batch["input_ids"][:, batch["attention_mask"][0].bool()]
+                output = reranker.forward(input_ids=ids, attention_mask=torch.ones_like(ids))
+                scores.append(float(output.logits.reshape(-1)[0]))
+            results.append(scores)
         elif job["kind"] == "rank":
             ranked = reranker.rank(
                 job["query"],

@@ -210,7 +210,14 @@ class MxbaiReranker(DecoderReranker):
         return ids[len(ids) - budget :] if self.inputs.truncation_side == "left" else ids[:budget]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        # Left padding: every row ends in the last column, so only its logits are projected.
-        logits = self.model(**batch, logits_to_keep=1, use_cache=False, return_dict=True).logits
+        # Each row's positions start at 0 on its first real token, whatever its padding: the
+        # reference numbers them from the first pad, so its scores move with the batch's longest
+        # row (RoPE at large positions, up to 4e-4 on the tiny model); these equal its scores of
+        # each pair alone. Left padding: every row ends in the last column, whose logits only
+        # are projected.
+        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(
+            **batch, position_ids=positions, logits_to_keep=1, use_cache=False, return_dict=True
+        ).logits
         last = logits[:, -1].float()
         return last[:, self.yes_id] - last[:, self.no_id]
