@@ -7,6 +7,7 @@ tests/reference/score_mxbai.py), all jobs in one subprocess.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -150,3 +151,35 @@ def test_the_instruction_changes_the_scores(mxbai):
 def test_float32_on_cpu(mxbai):
     assert MxbaiReranker.default_dtype("cpu") is None
     assert mxbai.dtype == mxbai.model.dtype == torch.float32
+
+
+def test_out_of_memory_halves_the_batch(mxbai, monkeypatch):
+    reranker = copy.deepcopy(mxbai)
+    passages = [f"passage {i}: " + "The giant panda eats bamboo. " * (i + 1) for i in range(6)]
+    expected = reranker.score(QUERY, passages, batch_size=4)
+    forward, rows = reranker.forward, []
+
+    def failing_once(batch):
+        rows.append(batch["input_ids"].shape[0])
+        if len(rows) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return forward(batch)
+
+    monkeypatch.setattr(reranker, "forward", failing_once)
+    assert reranker.score(QUERY, passages, batch_size=4) == pytest.approx(expected, abs=1e-5)
+    assert rows == [4, 2, 2, 2]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_half_precision_on_a_gpu_follows_float32(mxbai_dir, mxbai):
+    """bfloat16 (the default there) and float16 on the GPU rank as float32 on the CPU does."""
+    passages = [DOCUMENT, "Paris is the capital of France.", "hi", LONG_DOCUMENT]
+    expected = mxbai.score(QUERY, passages, prompt=INSTRUCTION)
+    for dtype in ("auto", "float16"):
+        gpu = load_reranker(mxbai_dir, device="cuda", dtype=dtype)
+        assert gpu.dtype == (torch.float16 if dtype == "float16" else torch.bfloat16)
+        scores = gpu.score(QUERY, passages, prompt=INSTRUCTION, batch_size=2)
+        assert scores == pytest.approx(expected, abs=0.1 if dtype == "float16" else 0.5)
+    exact = load_reranker(mxbai_dir, device="cuda", dtype="float32")
+    assert exact.score(QUERY, passages, prompt=INSTRUCTION) == pytest.approx(expected, abs=1e-4)
