@@ -16,6 +16,12 @@ tokenize, batch longest first, collate, forward, postprocess) on a model of the 
   tokens; scored at the last layer, the family's default)
 - lightweight: bge-reranker-v2.5-gemma2-lightweight (Gemma2-9B: 42 layers, hidden 3584, 256000
   tokens; last layer, no compression, the family's defaults)
+- qwen3-reranker-0.6b / -4b / -8b: Qwen3-Reranker (Qwen3ForCausalLM: 28 layers, hidden 1024 /
+  36 layers, hidden 2560 / 36 layers, hidden 4096; 151669 tokens), the qwen3-reranker family;
+  `--max-length` is the whole input there, its chat template (~70 tokens) included
+
+Rows are named by benchmark entry (`FAMILY_OF` maps an entry to its reranker family). At `--size
+tiny` the larger sizes of one family are the same tiny model: by default only the smallest runs.
 
 The tokenizers are the tests' tiny ones (`search_service/testing`): their ids cover a small part of each
 vocabulary, which changes nothing in the cost of a forward pass. `--size tiny` uses the tests'
@@ -68,13 +74,61 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 STARTED = time.perf_counter()
 
-FAMILIES = ("encoder", "llm", "layerwise", "lightweight")
+FAMILIES = (
+    "encoder",
+    "llm",
+    "layerwise",
+    "lightweight",
+    "qwen3-reranker-0.6b",
+    "qwen3-reranker-4b",
+    "qwen3-reranker-8b",
+)
+# Entries that are one size of a reranker family: the family (others are named by theirs).
+FAMILY_OF = {
+    "qwen3-reranker-0.6b": "qwen3-reranker",
+    "qwen3-reranker-4b": "qwen3-reranker",
+    "qwen3-reranker-8b": "qwen3-reranker",
+}
+# Larger sizes, left out of a default `--size tiny` run (the same tiny model as the smallest).
+LARGER_SIZES = ("qwen3-reranker-4b", "qwen3-reranker-8b")
 MODELS = {
     "encoder": "bge-reranker-v2-m3 (XLM-R large)",
     "llm": "bge-reranker-v2-gemma (Gemma-2B)",
     "layerwise": "bge-reranker-v2-minicpm-layerwise (MiniCPM-2B)",
     "lightweight": "bge-reranker-v2.5-gemma2-lightweight (Gemma2-9B)",
+    "qwen3-reranker-0.6b": "Qwen3-Reranker-0.6B",
+    "qwen3-reranker-4b": "Qwen3-Reranker-4B",
+    "qwen3-reranker-8b": "Qwen3-Reranker-8B",
 }
+
+
+def family_of(entry: str) -> str:
+    return FAMILY_OF.get(entry, entry)
+
+
+def qwen3_config(hidden: int, intermediate: int, layers: int, heads: int, tied: bool) -> dict:
+    """A Qwen3-Reranker config.json: 8 key/value heads of 128, 40960 positions, 151669 tokens."""
+    return {
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "vocab_size": 151669,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "hidden_act": "silu",
+        "max_position_embeddings": 40960,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000,
+        "attention_bias": False,
+        "pad_token_id": 151643,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "tie_word_embeddings": tied,
+    }
+
 
 # The published checkpoints' config.json values that set the cost of a forward pass.
 REAL_CONFIGS: dict[str, dict[str, Any]] = {
@@ -163,6 +217,9 @@ REAL_CONFIGS: dict[str, dict[str, Any]] = {
         "layer_sep": 1,
         "layer_wise": True,
     },
+    "qwen3-reranker-0.6b": qwen3_config(1024, 3072, 28, 16, tied=True),
+    "qwen3-reranker-4b": qwen3_config(2560, 9728, 36, 32, tied=True),
+    "qwen3-reranker-8b": qwen3_config(4096, 12288, 36, 32, tied=False),
 }
 
 WORDS = ["panda", "bear", "bamboo", "china", "mountain", "forest", "river", "capital", "france", "paris", "population", "billion", "people", "reranker", "query", "passage", "score", "relevance", "search", "index", "document", "chunk", "embedding", "vector", "model", "the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "by", "at", "from", "this", "are", "was", "be", "or", "an", "which", "can", "熊猫", "竹子", "中国", "巴黎", "法国", "人口", "重排序", "检索", "文档", "段落", "查询", "分数", "模型", "北京", "上海"]
@@ -196,6 +253,10 @@ def make_jobs(backend: Any, args: argparse.Namespace, count: int, seed: int) -> 
 def tokenizer_folder(family: str, folder: Path) -> Path:
     """The tests' tiny checkpoint (tokenizer files, config.json, for most a tiny model)."""
     path = folder / f"tiny-{family}"
+    if family_of(family) == "qwen3-reranker":
+        from search_service.testing.tiny_qwen import make_tiny_qwen3_reranker
+
+        return make_tiny_qwen3_reranker(path)
     if family == "encoder":
         from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
@@ -246,6 +307,10 @@ def model_recipe(family: str, values: dict[str, Any]) -> tuple[Any, Any, dict[st
         from transformers import GemmaConfig, GemmaForCausalLM
 
         return GemmaForCausalLM, GemmaConfig.from_dict(values), options
+    if family_of(family) == "qwen3-reranker":
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        return Qwen3ForCausalLM, Qwen3Config.from_dict(values), options
     if family == "layerwise":
         from search_service.rerankers.families.minicpm_layerwise import (
             LayerwiseMiniCPMConfig,
@@ -281,7 +346,7 @@ def instantiate(cls: Any, config: Any, options: dict[str, Any], device: str, dty
 
 def load_tokenizer(family: str, tokenizer_dir: Path) -> Any:
     """The tokenizer class the family's `load` uses."""
-    if family in ("encoder", "llm"):
+    if family_of(family) in ("encoder", "llm", "qwen3-reranker"):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -305,7 +370,7 @@ def family_dtype(family: str, requested: str, device: str) -> Any:
 def wrap(family: str, model: Any, tokenizer: Any, args: argparse.Namespace, device: str) -> Any:
     from search_service.rerankers.registry import family_class
 
-    return family_class(family)(
+    return family_class(family_of(family))(
         model=model,
         tokenizer=tokenizer,
         name=f"random-{args.size}-{family}",
@@ -437,7 +502,7 @@ def check_load(reranker, model, tokenizer_dir: Path, job: dict, args, folder: Pa
     """Save the in-memory model as a checkpoint, load it with `load_reranker`, compare scores."""
     from search_service.rerankers import load_reranker
 
-    target = folder / f"saved-{reranker.family}"
+    target = folder / f"saved-{reranker.family}"  # qwen3-reranker: chosen by this name
     target.mkdir()
     for source in tokenizer_dir.iterdir():
         if source.is_file() and (
@@ -670,7 +735,11 @@ def print_report(report: dict) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated")
+    parser.add_argument(
+        "--families",
+        help=f"comma-separated, of {', '.join(FAMILIES)} (default: all; at --size tiny, not the "
+        "larger sizes of a family)",
+    )
     parser.add_argument("--size", choices=["real", "tiny"], default="real")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument(
@@ -698,7 +767,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    families = [name.strip() for name in args.families.split(",") if name.strip()]
+    if args.families is None:
+        tiny = args.size == "tiny"
+        families = [name for name in FAMILIES if not (tiny and name in LARGER_SIZES)]
+    else:
+        families = [name.strip() for name in args.families.split(",") if name.strip()]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown or not families:
         parser.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")

@@ -72,8 +72,9 @@ FAMILY_SUFFIX = "#family="
 def split_family(source: str, setting: str = "RAG_RERANKERS") -> tuple[str, str | None]:
     """`path_or_id#family=<family>` -> (path_or_id, family); without the suffix, (source, None).
 
-    `<family>` is a family name (encoder, llm, layerwise, lightweight) or a dotted path to a
-    `Reranker` subclass, checked when the reranker loads. Hub ids cannot contain `#`.
+    `<family>` is a family name (encoder, llm, layerwise, lightweight, qwen3-reranker...) or a
+    dotted path to a `Reranker` subclass, checked when the reranker loads. Hub ids cannot contain
+    `#`. (`load_reranker` takes the suffix on its source too: `registry.split_family_suffix`.)
     """
     path, sep, family = source.rpartition(FAMILY_SUFFIX)
     if not sep:

@@ -1,17 +1,19 @@
 """mxbai-rerank served: chosen by a `#family=` suffix in RAG_RERANKERS (a Qwen2 checkpoint whose
-name says nothing), then `/v1/rerank`, `/v2/rerank`, `/v1/search` and the `rerank` CLI with its
-per-request options (`prompt`: the instruction; `query_max_length`), scores equal to the family's.
+name says nothing), then `/v1/rerank`, `/v2/rerank`, `/v1/search`, TEI's `/rerank` (left
+truncation) and the `rerank` CLI with its per-request options (`prompt`: the instruction;
+`query_max_length`), scores equal to the family's.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 from click.testing import CliRunner
 
 from search_service.rerankers import sigmoid
-from search_service.rerankers.families.mxbai import MxbaiReranker
+from search_service.rerankers.families.mxbai import CHAT_SUFFIX, TASK_PROMPT, MxbaiReranker
 from search_service.services import build_services, load_rerankers
 from search_service.settings import Settings
 from search_service.testing.tiny_qwen import make_tiny_qwen2_reranker
@@ -144,3 +146,30 @@ def test_rerank_cli_with_a_family_suffix_and_an_instruction(tiny_reranker_dir, s
     assert response["model"] == "mx"
     expected = mx.score(QUERY, PASSAGES, prompt=INSTRUCTION)
     assert by_index(response["results"]) == pytest.approx(expected, abs=1e-5)
+
+
+def test_tei_left_truncation_keeps_the_end_of_the_document(tmp_path, app_factory, mx):
+    from search_service.store.db import migrate
+
+    short = copy.copy(mx)  # the same model with a 64-token pair budget
+    short.max_length = 64
+    url = f"sqlite:///{tmp_path / 'rag.db'}"
+    migrate(url)
+    client = app_factory(url, short).test_client()
+    document = " ".join(f"word{i}" for i in range(300)) + " Bees make honey in hives."
+    body = {"query": QUERY, "texts": [document, PASSAGES[1]], "raw_scores": True}
+    response = client.post("/rerank", json={**body, "truncation_direction": "left"})
+    assert response.status_code == 200, response.get_json()
+    budget = short.passage_budget(QUERY)
+    assert 0 < budget < 64
+    encoded = short.text_tokenizer.encode(document, add_special_tokens=False)
+    kept = document[encoded.offsets[len(encoded.offsets) - budget][0] :]
+    (feature,) = short.tokenize([(QUERY, kept)], 64)
+    assert len(feature) <= 64 + short.template.length
+    assert short.tokenizer.decode(feature.input_ids).endswith(
+        f"Bees make honey in hives.\n{TASK_PROMPT}{CHAT_SUFFIX}"
+    )
+    expected = dict(enumerate(short.score(QUERY, [kept, PASSAGES[1]])))
+    assert {r["index"]: r["score"] for r in response.get_json()} == pytest.approx(
+        expected, abs=1e-5
+    )

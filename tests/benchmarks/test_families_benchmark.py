@@ -20,7 +20,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "families.py"
-FAMILIES = ["encoder", "llm", "layerwise", "lightweight"]
+# A default tiny run: every family, each at its smallest size (qwen3-reranker: 0.6b).
+FAMILIES = ["encoder", "llm", "layerwise", "lightweight", "qwen3-reranker-0.6b"]
 
 
 def _module():
@@ -91,8 +92,17 @@ def test_tiny_run_scores_every_family_as_load_reranker_does(tmp_path):
 
 @pytest.mark.parametrize(
     ("family", "published"),
-    # Parameters of the published checkpoints (the BGE model table): 568M, 2.51B, 2.72B, 9.24B.
-    [("encoder", 0.568e9), ("llm", 2.51e9), ("layerwise", 2.72e9), ("lightweight", 9.24e9)],
+    # Parameters of the published checkpoints (the BGE model table): 568M, 2.51B, 2.72B, 9.24B;
+    # Qwen3-Reranker (the hub's safetensors counts): 596M, 4.02B, 8.19B.
+    [
+        ("encoder", 0.568e9),
+        ("llm", 2.51e9),
+        ("layerwise", 2.72e9),
+        ("lightweight", 9.24e9),
+        ("qwen3-reranker-0.6b", 0.596e9),
+        ("qwen3-reranker-4b", 4.02e9),
+        ("qwen3-reranker-8b", 8.19e9),
+    ],
 )
 def test_real_configs_have_the_published_sizes(family, published):
     families = _module()

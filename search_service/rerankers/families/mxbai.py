@@ -167,6 +167,21 @@ class MxbaiReranker(DecoderReranker):
             return REFERENCE_MAX_LENGTH if limit is None else min(REFERENCE_MAX_LENGTH, limit)
         return super()._check_max_length(max_length)
 
+    def passage_budget(self, query: str, max_length: int | None = None) -> int:
+        """Tokens a document may take beside `query` (the default instruction) within `max_length`
+        (default: the instance's), for cutting documents from the left (TEI's
+        `truncation_direction: left`, `retrieval.rerank.keep_ends`). `document: ` is counted with
+        its space, which most tokenizers merge into the next word: a token short at worst, so
+        the end of the document is never cut."""
+        max_length = max_length or self.max_length
+        budget = self.query_max_length or max_length * 3 // 4
+        first = min(len(self.inputs.encode(query_text(query, self.prompt))), budget)
+        room = max_length - first - len(self.template.sep)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions is not None:
+            room = min(room, positions - first - self.template.length)
+        return max(room - len(self.inputs.encode(DOCUMENT.format(document=""))), 0)
+
     def tokenize(
         self,
         pairs: Sequence[tuple[str, str]],
