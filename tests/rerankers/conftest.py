@@ -134,6 +134,7 @@ def qwen3(qwen3_dir: Path) -> Reranker:
     return load_reranker(qwen3_dir, device="cpu")
 
 
+@pytest.fixture(scope="session")
 def mxbai_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny mxbai-rerank-v2 (Qwen2ForCausalLM), named so that its family is chosen by name."""
     return make_tiny_qwen2_reranker(tmp_path_factory.mktemp("checkpoints") / "mxbai-rerank-tiny-v2")
