@@ -36,8 +36,8 @@ after one untimed warm-up query (on a GPU, an untimed pass over the same queries
 each batch shape load kernels). Reported per family: build time, pairs/s, p50/p95 latency per
 query, tokenize time per query (CPU), mean tokens per pair, peak CUDA memory, dtype, batch size.
 dtype `auto` is what `load_reranker` picks: float16 on a GPU (bfloat16 for the lightweight family,
-Gemma2, and for mxbai-rerank, whose checkpoints are bfloat16, when the GPU supports it), float32
-on a CPU.
+Gemma2, and for qwen3-reranker and mxbai-rerank, whose weights are published in bfloat16,
+when the GPU supports it), float32 on a CPU.
 
 Peers, encoder family only, on the same in-memory model, pairs and batch size: sentence-
 transformers' `CrossEncoder.predict` when it is importable (its own model swapped for ours), and
@@ -404,8 +404,8 @@ def family_dtype(family: str, requested: str, device: str) -> Any:
     from search_service.rerankers.registry import family_class
 
     if requested == "auto":
-        # A family's own default there (lightweight: Gemma2's activations overflow float16;
-        # mxbai-rerank: its checkpoints are bfloat16), as the runtime's `place` picks it.
+        # The family's own `auto` (lightweight, qwen3-reranker, mxbai-rerank: bfloat16 on a GPU
+        # that has it).
         requested = family_class(family_of(family)).default_dtype(device) or requested
     return resolve_dtype(requested, device)
 

@@ -342,3 +342,11 @@ def test_tiny_qwen_checkpoints_tokenize_alike_and_are_deterministic(qwen3_dir, t
     config = json.loads((qwen2 / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForCausalLM"]
     assert (qwen2 / "tokenizer.json").read_bytes() == (qwen3_dir / "tokenizer.json").read_bytes()
+
+
+def test_auto_is_bfloat16_on_a_gpu_that_has_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert Qwen3Reranker.default_dtype("cuda:0") == "bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert Qwen3Reranker.default_dtype("cuda") == "float16"
+    assert Qwen3Reranker.default_dtype("cpu") is None  # float32

@@ -12,7 +12,8 @@ copied in tests/reference/qwen3_reranker_readme.py:
   `yes` and `no` are read: the raw score is logit(yes) - logit(no), and its sigmoid is the
   reference's two-way softmax probability of "yes" (`score(..., normalize=True)`).
 
-`max_length` (the whole input, template included) defaults to 8,192, as in the reference.
+`max_length` (the whole input, template included) defaults to 8,192, as in the reference. On a
+GPU `auto` is bfloat16, the published weights' dtype (float16 where the GPU lacks it).
 Only the last position's logits are projected onto the vocabulary (`logits_to_keep=1`).
 """
 
@@ -96,6 +97,13 @@ class Qwen3Reranker(Reranker):
         self.yes_id, self.no_id = (vocab[token] for token in ANSWER_TOKENS)
         self.prefix_ids = self.inputs.encode(PREFIX)
         self.suffix_ids = self.inputs.encode(SUFFIX)
+
+    @classmethod
+    def default_dtype(cls, device: str) -> str | None:
+        # The published weights are bfloat16 (as vLLM and TEI serve them); float16 on request.
+        if device.startswith("cuda"):
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return None
 
     @classmethod
     def load(
