@@ -26,6 +26,7 @@ from search_service.rerankers.families.mxbai import (
     MxbaiReranker,
 )
 from search_service.rerankers.registry import choose_family
+from search_service.testing import mxbai_env, pinned_env
 
 QUERY = "what is panda?"
 DOCUMENT = "The giant panda is a bear species endemic to China."
@@ -80,6 +81,16 @@ def test_loaded_by_name_by_suffix_and_otherwise_llm(mxbai, mxbai_dir, tmp_path, 
     assert isinstance(chosen, MxbaiReranker)
     assert "family mxbai-rerank, chosen by family=mxbai-rerank" in caplog.text
     assert chosen.score(QUERY, [DOCUMENT]) == mxbai.score(QUERY, [DOCUMENT])
+
+
+def test_the_reference_env_pins_the_package_on_transformers_4(monkeypatch, tmp_path):
+    lines = mxbai_env.LOCK_FILE.read_text().splitlines()
+    assert {"mxbai-rerank==0.1.6", "transformers==4.57.6", "torch==2.13.0"} <= set(lines)
+    monkeypatch.delenv(mxbai_env.DIR_VARIABLE, raising=False)
+    key = pinned_env.environment_key(mxbai_env.LOCK_FILE)
+    assert mxbai_env.environment_dir().name == f"mxbai-reference-{key}"
+    monkeypatch.setenv(mxbai_env.DIR_VARIABLE, str(tmp_path / "mxbai"))
+    assert mxbai_env.environment_dir() == tmp_path / "mxbai"
 
 
 # -- inputs --------------------------------------------------------------------------------------
