@@ -10,11 +10,17 @@ repository mixedbread-ai/mxbai-rerank) does. For one (query, document) pair:
    that budget, an extension);
 2. the document text `document: {document}` is cut to `min(positions - query - template,
    max_length)` tokens, where `template` counts the chat prefix, "\\n", the task prompt and the
-   chat suffix (`TEMPLATE_TEXTS`), and `positions` is the model's `max_position_embeddings`;
+   chat suffix (`Template`), and `positions` is the model's `max_position_embeddings`;
 3. `prepare_for_model(query, "\\n" + document, truncation="only_second", max_length=max_length)`
    cuts the second sequence so that the pair fits `max_length` (`truncate_only_second`);
 4. the input is `CHAT_PREFIX + pair + "\\n" + TASK_PROMPT + CHAT_SUFFIX`, padded on the left to the
    batch's longest row rounded up to a multiple of 8.
+
+One difference, on purpose: the reference numbers positions from the first column, pads included,
+so a pair's score moves with its batch-mates' lengths (RoPE rounding at large positions; up to
+4e-4 on the tests' tiny model). Here each row's positions start at 0 on its first token: a score
+does not depend on its batch (dynamic batching, the score cache), and equals the reference's
+score of the pair alone, unpadded (tests/rerankers/test_mxbai_parity.py: within 1e-5).
 
 `max_length` is the pair's budget, template excluded; the reference's default is 8,192, and it
 clips `max_length` to `positions - template` (here: `max_supported_length`).
@@ -25,6 +31,9 @@ the last position (`predict(...)`). As for every family here, `score` (`normaliz
 `predict(normalize=True)` is a different scale: `sigmoid(raw - estimated_max / 2)`, shifted by
 an estimated maximum score (9 for base-v2, 12 for large-v2 and any other checkpoint), so its
 normalized scores are lower than ours; rankings are the same.
+
+dtype `auto` is bfloat16 on a GPU that has it (the published weights' dtype, which the reference
+loads), else float16; float32 on a CPU.
 """
 
 from __future__ import annotations
@@ -225,11 +234,8 @@ class MxbaiReranker(DecoderReranker):
         return ids[len(ids) - budget :] if self.inputs.truncation_side == "left" else ids[:budget]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        # Each row's positions start at 0 on its first real token, whatever its padding: the
-        # reference numbers them from the first pad, so its scores move with the batch's longest
-        # row (RoPE at large positions, up to 4e-4 on the tiny model); these equal its scores of
-        # each pair alone. Left padding: every row ends in the last column, whose logits only
-        # are projected.
+        # Positions from each row's first token (see the module docstring). Left padding: every
+        # row ends in the last column, whose logits only are projected onto the vocabulary.
         positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         logits = self.model(
             **batch, position_ids=positions, logits_to_keep=1, use_cache=False, return_dict=True
