@@ -36,20 +36,21 @@ PREDICT_JOBS = {
     "short pairs, default max_length": ({"pairs": SHORT}, {}),
     "long documents, default max_length": ({"pairs": LONG}, {}),
     "all pairs, max_length 512": ({"pairs": PARITY_PAIRS, "max_length": 512}, {"max_length": 512}),
-    "instruction, max_length 64": (
-        {"pairs": PARITY_PAIRS, "max_length": 64, "instruction": INSTRUCTION},
-        {"max_length": 64, "prompt": INSTRUCTION},
+    "instruction, max_length 128": (
+        {"pairs": PARITY_PAIRS, "max_length": 128, "instruction": INSTRUCTION},
+        {"max_length": 128, "prompt": INSTRUCTION},
     ),
     "long instruction, max_length 128": (
         {"pairs": PARITY_PAIRS, "max_length": 128, "instruction": LONG_INSTRUCTION},
         {"max_length": 128, "prompt": LONG_INSTRUCTION},
     ),
 }
+DRIFT_JOBS = ("short pairs, default max_length", "all pairs, max_length 512")
 INPUT_JOBS = {
     "default": ({}, {}),
-    "instruction, max_length 64": (
-        {"max_length": 64, "instruction": INSTRUCTION},
-        {"max_length": 64, "prompt": INSTRUCTION},
+    "instruction, max_length 128": (
+        {"max_length": 128, "instruction": INSTRUCTION},
+        {"max_length": 128, "prompt": INSTRUCTION},
     ),
     "long instruction, max_length 128": (
         {"max_length": 128, "instruction": LONG_INSTRUCTION},
@@ -72,7 +73,8 @@ def small(small_dir):
 @pytest.fixture(scope="module")
 def reference(mxbai_dir, small_dir) -> dict[str, object]:
     jobs = {f"each {name}": {"kind": "each", **job} for name, (job, _) in PREDICT_JOBS.items()}
-    jobs |= {f"batch {name}": {"kind": "predict", **job} for name, (job, _) in PREDICT_JOBS.items()}
+    # The reference's own one-batch scores, for the drift its padding causes (see below).
+    jobs |= {f"batch {name}": {"kind": "predict", **PREDICT_JOBS[name][0]} for name in DRIFT_JOBS}
     jobs |= {
         f"inputs {name}": {"kind": "inputs", "pairs": PARITY_PAIRS, **job}
         for name, (job, _) in INPUT_JOBS.items()
@@ -115,9 +117,10 @@ def test_scores_equal_the_references_in_any_batching(mxbai, reference, name):
     for batch_size in (32, 3):
         ours = mxbai.score_pairs(job["pairs"], batch_size=batch_size, **options)
         assert ours == pytest.approx(expected, abs=TOLERANCE), batch_size
-    # The reference numbers positions from the first pad: its batch drifts from its own unpadded
-    # scores (and from ours) by float32 RoPE rounding at large positions, never by more than this.
-    assert reference[f"batch {name}"] == pytest.approx(expected, abs=REFERENCE_PADDING_DRIFT)
+    if name in DRIFT_JOBS:
+        # The reference numbers positions from the first pad: its batch drifts from its own
+        # unpadded scores (and from ours) by float32 RoPE rounding at large positions.
+        assert reference[f"batch {name}"] == pytest.approx(expected, abs=REFERENCE_PADDING_DRIFT)
 
 
 def test_scores_equal_the_references_own_batching(mxbai, reference):
