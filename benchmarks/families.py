@@ -39,10 +39,12 @@ dtype `auto` is what `load_reranker` picks: float16 on a GPU (bfloat16 for the l
 Gemma2, and for qwen3-reranker and mxbai-rerank, whose weights are published in bfloat16,
 when the GPU supports it), float32 on a CPU.
 
-Peers, encoder family only, on the same in-memory model, pairs and batch size: sentence-
-transformers' `CrossEncoder.predict` when it is importable (its own model swapped for ours), and
-FlagEmbedding's `FlagReranker.compute_score` with `--flag` when that is importable (it needs
-transformers 4.46, so it is usually not: the row then says why).
+Peers, on the same in-memory model, pairs and batch size: sentence-transformers'
+`CrossEncoder.predict` when it is importable (its own model swapped for ours; for Qwen3-Reranker
+with the family's layout as a chat template, `qwen3.CHAT_TEMPLATE`, and logit(yes) - logit(no)),
+for the encoder and qwen3-reranker entries, and FlagEmbedding's `FlagReranker.compute_score` with
+`--flag` when that is importable (encoder only; it needs transformers 4.46, so it is usually not:
+the row then says why).
 
 `--check-load` (tiny size) also saves each model with `save_pretrained`, loads it back through
 `load_reranker` and reports the largest score difference from the in-memory reranker: the
@@ -534,8 +536,8 @@ def run_family(family: str, args, device: str, folder: Path, cuda: Cuda) -> tupl
     if args.check_load:
         row["load_max_abs_diff"] = check_load(reranker, model, tokenizer_dir, jobs[0], args, folder)
     peers = []
-    if family == "encoder":
-        peers = run_peers(model, tokenizer_dir, jobs, warmup, row, args, device, cuda)
+    if family_of(family) in PEER_FAMILIES:
+        peers = run_peers(family, model, tokenizer_dir, jobs, warmup, row, args, device, cuda)
     del reranker, model, tokenizer
     cuda.reset()
     return row, peers
@@ -582,20 +584,26 @@ def _version(distribution: str) -> str:
         return "?"
 
 
-def run_peers(model, tokenizer_dir, jobs, warmup, ours: dict, args, device, cuda) -> list[dict]:
+# The families with in-process peers (see the module docstring).
+PEER_FAMILIES = ("encoder", "qwen3-reranker")
+
+
+def run_peers(
+    family, model, tokenizer_dir, jobs, warmup, ours: dict, args, device, cuda
+) -> list[dict]:
     engines = [] if args.no_st else ["sentence-transformers"]
-    if args.flag:
+    if args.flag and family == "encoder":
         engines.append("FlagEmbedding")
     rows = []
     for engine in engines:
-        row: dict[str, Any] = {"engine": engine, "family": "encoder", "dtype": ours["dtype"]}
+        row: dict[str, Any] = {"engine": engine, "family": family, "dtype": ours["dtype"]}
         rows.append(row)
         if elapsed() > args.budget_s:
             row["status"] = f"skipped: over the {args.budget_s:.0f} s budget"
             continue
         try:
             if engine == "sentence-transformers":
-                score = crossencoder(model, tokenizer_dir, args, device)
+                score = crossencoder(family, model, tokenizer_dir, args, device)
             else:
                 score = flag_reranker(model, tokenizer_dir, args, device, ours["dtype"])
             row["version"] = _version(engine)
@@ -613,14 +621,21 @@ def run_peers(model, tokenizer_dir, jobs, warmup, ours: dict, args, device, cuda
     return rows
 
 
-def crossencoder(model, tokenizer_dir: Path, args, device: str):
+def crossencoder(family: str, model, tokenizer_dir: Path, args, device: str):
     """sentence-transformers' CrossEncoder around OUR in-memory model (same weights, dtype)."""
     import torch
     from sentence_transformers import CrossEncoder
     from transformers import PreTrainedModel
 
+    options: dict[str, Any] = {}
+    if family_of(family) == "qwen3-reranker":  # a causal LM: LogitScore(yes, no) on a template
+        from search_service.rerankers.families.qwen3 import CHAT_TEMPLATE
+
+        options["processor_kwargs"] = {"chat_template": CHAT_TEMPLATE}
     # Built from the tiny checkpoint (same architecture and tokenizer), then its model swapped.
-    engine = CrossEncoder(str(tokenizer_dir), device=device, max_length=args.max_length)
+    engine = CrossEncoder(
+        str(tokenizer_dir), device=device, max_length=args.max_length, **options
+    )
     # The outermost transformers model(s): not those inside another one (XLM-R's `roberta`).
     slots = [
         (module, name)
@@ -744,21 +759,24 @@ def print_report(report: dict) -> None:
     if report["peers"]:
         print()
         header = (
-            "| encoder engine | pairs/s | p50 ms/query | p95 ms/query | peak CUDA MiB "
+            "| engine | family | pairs/s | p50 ms/query | p95 ms/query | peak CUDA MiB "
             "| max abs diff vs ours | ours x faster | status |"
         )
         print(header)
         print("|" + "---|" * header.count(" | ") + "---|")
-        encoder = next(row for row in report["families"] if row["family"] == "encoder")
-        print(
-            f"| search-service (ours) | {fmt(encoder.get('pairs_per_s'))} "
-            f"| {fmt(encoder.get('p50_ms'), 0)} | {fmt(encoder.get('p95_ms'), 0)} "
-            f"| {fmt(encoder.get('peak_cuda_mib'), 0)} | 0 | 1.00 | {encoder['status']} |"
-        )
+        ours = {row["family"]: row for row in report["families"]}
         for row in report["peers"]:
+            mine = ours[row["family"]]
+            if row is next(peer for peer in report["peers"] if peer["family"] == row["family"]):
+                print(
+                    f"| search-service (ours) | {row['family']} | {fmt(mine.get('pairs_per_s'))} "
+                    f"| {fmt(mine.get('p50_ms'), 0)} | {fmt(mine.get('p95_ms'), 0)} "
+                    f"| {fmt(mine.get('peak_cuda_mib'), 0)} | 0 | 1.00 | {mine['status']} |"
+                )
             diff = row.get("max_abs_diff_vs_ours")
             print(
-                f"| {row['engine']} {row.get('version', '')} | {fmt(row.get('pairs_per_s'))} "
+                f"| {row['engine']} {row.get('version', '')} | {row['family']} "
+                f"| {fmt(row.get('pairs_per_s'))} "
                 f"| {fmt(row.get('p50_ms'), 0)} | {fmt(row.get('p95_ms'), 0)} "
                 f"| {fmt(row.get('peak_cuda_mib'), 0)} "
                 f"| {'-' if diff is None else f'{diff:.2e}'} "

@@ -91,11 +91,15 @@ def test_tiny_run_scores_every_family_as_load_reranker_does(tmp_path):
         # The in-memory reranker is the one load_reranker builds from a checkpoint.
         assert row["load_max_abs_diff"] <= 1e-5, row["family"]
 
-    peers = {row["engine"]: row for row in report["peers"]}
-    crossencoder = peers["sentence-transformers"]
-    assert crossencoder["status"] == "ok"
-    assert crossencoder["pairs_per_s"] > 0
-    assert crossencoder["max_abs_diff_vs_ours"] < 1e-4  # same model, same inputs
+    peers = {(row["engine"], row["family"]): row for row in report["peers"]}
+    assert set(peers) == {
+        ("sentence-transformers", "encoder"),
+        ("sentence-transformers", "qwen3-reranker-0.6b"),
+    }
+    for crossencoder in peers.values():
+        assert crossencoder["status"] == "ok"
+        assert crossencoder["pairs_per_s"] > 0
+        assert crossencoder["max_abs_diff_vs_ours"] < 1e-4  # same model, same inputs
 
 
 @pytest.mark.parametrize(

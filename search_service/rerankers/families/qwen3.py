@@ -41,6 +41,21 @@ BODY = "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}"
 DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 DEFAULT_MAX_LENGTH = 8192
 ANSWER_TOKENS = ("yes", "no")
+# The same layout as a chat template with `query` and `document` roles (and an optional `system`
+# one for the instruction), for tools that render chat templates, e.g. sentence-transformers'
+# CrossEncoder (`processor_kwargs={"chat_template": CHAT_TEMPLATE}`). Jinja drops one trailing
+# newline: hence the extra one.
+CHAT_TEMPLATE = (
+    PREFIX
+    + '<Instruct>: {{ messages | selectattr("role", "eq", "system") | map(attribute="content") '
+    + f'| first | default("{DEFAULT_INSTRUCTION}") }}}}\n'
+    + '<Query>: {{ messages | selectattr("role", "eq", "query") | map(attribute="content") '
+    + "| first }}\n"
+    + '<Document>: {{ messages | selectattr("role", "eq", "document") | map(attribute="content") '
+    + "| first }}"
+    + SUFFIX
+    + "\n"
+)
 
 log = logging.getLogger(__name__)
 
