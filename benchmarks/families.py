@@ -19,6 +19,9 @@ tokenize, batch longest first, collate, forward, postprocess) on a model of the 
 - qwen3-reranker-0.6b / -4b / -8b: Qwen3-Reranker (Qwen3ForCausalLM: 28 layers, hidden 1024 /
   36 layers, hidden 2560 / 36 layers, hidden 4096; 151669 tokens), the qwen3-reranker family;
   `--max-length` is the whole input there, its chat template (~70 tokens) included
+- mxbai-rerank-base-v2 / -large-v2: mxbai-rerank-v2 (Qwen2ForCausalLM on the Qwen2.5-0.5B / -1.5B
+  configs: 24 layers, hidden 896 / 28 layers, hidden 1536; 151936 tokens), the mxbai-rerank
+  family; `--max-length` is the pair's budget there, its chat template (~110 tokens) on top
 
 Rows are named by benchmark entry (`FAMILY_OF` maps an entry to its reranker family). At `--size
 tiny` the larger sizes of one family are the same tiny model: by default only the smallest runs.
@@ -33,7 +36,8 @@ after one untimed warm-up query (on a GPU, an untimed pass over the same queries
 each batch shape load kernels). Reported per family: build time, pairs/s, p50/p95 latency per
 query, tokenize time per query (CPU), mean tokens per pair, peak CUDA memory, dtype, batch size.
 dtype `auto` is what `load_reranker` picks: float16 on a GPU (bfloat16 for the lightweight family,
-Gemma2, and for Qwen3-Reranker, when the GPU supports it), float32 on a CPU.
+Gemma2, and for qwen3-reranker and mxbai-rerank, whose weights are published in bfloat16,
+when the GPU supports it), float32 on a CPU.
 
 Peers, on the same in-memory model, pairs and batch size: sentence-transformers'
 `CrossEncoder.predict` when it is importable (its own model swapped for ours; for Qwen3-Reranker
@@ -84,15 +88,19 @@ FAMILIES = (
     "qwen3-reranker-0.6b",
     "qwen3-reranker-4b",
     "qwen3-reranker-8b",
+    "mxbai-rerank-base-v2",
+    "mxbai-rerank-large-v2",
 )
 # Entries that are one size of a reranker family: the family (others are named by theirs).
 FAMILY_OF = {
     "qwen3-reranker-0.6b": "qwen3-reranker",
     "qwen3-reranker-4b": "qwen3-reranker",
     "qwen3-reranker-8b": "qwen3-reranker",
+    "mxbai-rerank-base-v2": "mxbai-rerank",
+    "mxbai-rerank-large-v2": "mxbai-rerank",
 }
 # Larger sizes, left out of a default `--size tiny` run (the same tiny model as the smallest).
-LARGER_SIZES = ("qwen3-reranker-4b", "qwen3-reranker-8b")
+LARGER_SIZES = ("qwen3-reranker-4b", "qwen3-reranker-8b", "mxbai-rerank-large-v2")
 MODELS = {
     "encoder": "bge-reranker-v2-m3 (XLM-R large)",
     "llm": "bge-reranker-v2-gemma (Gemma-2B)",
@@ -101,6 +109,8 @@ MODELS = {
     "qwen3-reranker-0.6b": "Qwen3-Reranker-0.6B",
     "qwen3-reranker-4b": "Qwen3-Reranker-4B",
     "qwen3-reranker-8b": "Qwen3-Reranker-8B",
+    "mxbai-rerank-base-v2": "mxbai-rerank-base-v2 (Qwen2.5-0.5B)",
+    "mxbai-rerank-large-v2": "mxbai-rerank-large-v2 (Qwen2.5-1.5B)",
 }
 
 
@@ -129,6 +139,29 @@ def qwen3_config(hidden: int, intermediate: int, layers: int, heads: int, tied: 
         "bos_token_id": 151643,
         "eos_token_id": 151645,
         "tie_word_embeddings": tied,
+    }
+
+
+def qwen2_config(hidden: int, intermediate: int, layers: int, heads: int) -> dict:
+    """An mxbai-rerank-v2 config.json: Qwen2.5's, 2 key/value heads, 32768 positions, 151936
+    tokens, tied embeddings."""
+    return {
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "vocab_size": 151936,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 2,
+        "hidden_act": "silu",
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "use_sliding_window": False,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "tie_word_embeddings": True,
     }
 
 
@@ -222,6 +255,8 @@ REAL_CONFIGS: dict[str, dict[str, Any]] = {
     "qwen3-reranker-0.6b": qwen3_config(1024, 3072, 28, 16, tied=True),
     "qwen3-reranker-4b": qwen3_config(2560, 9728, 36, 32, tied=True),
     "qwen3-reranker-8b": qwen3_config(4096, 12288, 36, 32, tied=False),
+    "mxbai-rerank-base-v2": qwen2_config(896, 4864, 24, 14),
+    "mxbai-rerank-large-v2": qwen2_config(1536, 8960, 28, 12),
 }
 
 WORDS = ["panda", "bear", "bamboo", "china", "mountain", "forest", "river", "capital", "france", "paris", "population", "billion", "people", "reranker", "query", "passage", "score", "relevance", "search", "index", "document", "chunk", "embedding", "vector", "model", "the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "by", "at", "from", "this", "are", "was", "be", "or", "an", "which", "can", "熊猫", "竹子", "中国", "巴黎", "法国", "人口", "重排序", "检索", "文档", "段落", "查询", "分数", "模型", "北京", "上海"]
@@ -259,6 +294,10 @@ def tokenizer_folder(family: str, folder: Path) -> Path:
         from search_service.testing.tiny_qwen import make_tiny_qwen3_reranker
 
         return make_tiny_qwen3_reranker(path)
+    if family_of(family) == "mxbai-rerank":
+        from search_service.testing.tiny_qwen import make_tiny_qwen2_reranker
+
+        return make_tiny_qwen2_reranker(path)
     if family == "encoder":
         from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
@@ -313,6 +352,10 @@ def model_recipe(family: str, values: dict[str, Any]) -> tuple[Any, Any, dict[st
         from transformers import Qwen3Config, Qwen3ForCausalLM
 
         return Qwen3ForCausalLM, Qwen3Config.from_dict(values), options
+    if family_of(family) == "mxbai-rerank":
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        return Qwen2ForCausalLM, Qwen2Config.from_dict(values), options
     if family == "layerwise":
         from search_service.rerankers.families.minicpm_layerwise import (
             LayerwiseMiniCPMConfig,
@@ -348,7 +391,7 @@ def instantiate(cls: Any, config: Any, options: dict[str, Any], device: str, dty
 
 def load_tokenizer(family: str, tokenizer_dir: Path) -> Any:
     """The tokenizer class the family's `load` uses."""
-    if family_of(family) in ("encoder", "llm", "qwen3-reranker"):
+    if family_of(family) in ("encoder", "llm", "qwen3-reranker", "mxbai-rerank"):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -363,7 +406,8 @@ def family_dtype(family: str, requested: str, device: str) -> Any:
     from search_service.rerankers.registry import family_class
 
     if requested == "auto":
-        # The family's own `auto` (lightweight, qwen3-reranker: bfloat16 on a GPU that has it).
+        # The family's own `auto` (lightweight, qwen3-reranker, mxbai-rerank: bfloat16 on a GPU
+        # that has it).
         requested = family_class(family_of(family)).default_dtype(device) or requested
     return resolve_dtype(requested, device)
 
@@ -503,7 +547,9 @@ def check_load(reranker, model, tokenizer_dir: Path, job: dict, args, folder: Pa
     """Save the in-memory model as a checkpoint, load it with `load_reranker`, compare scores."""
     from search_service.rerankers import load_reranker
 
-    target = folder / f"saved-{reranker.family}"  # qwen3-reranker: chosen by this name
+    # One folder per entry (sizes of one family too), named so that qwen3-reranker and
+    # mxbai-rerank are chosen by name as their hub ids are.
+    target = folder / f"saved-{reranker.name}"
     target.mkdir()
     for source in tokenizer_dir.iterdir():
         if source.is_file() and (
@@ -763,7 +809,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--dtype",
         default="auto",
         choices=["auto", "float16", "bfloat16", "float32"],
-        help="auto: what load_reranker picks per family (float16 on GPU, bfloat16 for Gemma2)",
+        help="auto: what load_reranker picks per family (float16 on GPU; bfloat16 for Gemma2 and "
+        "mxbai-rerank)",
     )
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--passages", type=int, default=50, help="passages per query")

@@ -154,8 +154,13 @@ FAMILIES: dict[str, Family] = {
             "Qwen3-Reranker (0.6B/4B/8B): a Qwen3ForCausalLM in a chat template, scored by "
             "logit('yes') - logit('no')",
         ),
-        # mxbai-rerank-v2 (branch s7-23-mxbai) adds its Family entry here:
-        # Family("mxbai-rerank", "search_service.rerankers.families.mxbai:MxbaiReranker", None, ...)
+        Family(
+            "mxbai-rerank",
+            "search_service.rerankers.families.mxbai:MxbaiReranker",
+            None,  # a plain Qwen2ForCausalLM: chosen by name (NAME_RULES) or #family=
+            "mxbai-rerank-v2 (base/large): a Qwen2ForCausalLM in a chat template, scored by "
+            "logit('1') - logit('0')",
+        ),
     ]
 }
 

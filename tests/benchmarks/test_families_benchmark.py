@@ -20,8 +20,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "families.py"
-# A default tiny run: every family, each at its smallest size (qwen3-reranker: 0.6b).
-FAMILIES = ["encoder", "llm", "layerwise", "lightweight", "qwen3-reranker-0.6b"]
+# A default tiny run: every family, each at its smallest size (qwen3-reranker: 0.6b;
+# mxbai-rerank: base-v2).
+FAMILIES = [
+    "encoder",
+    "llm",
+    "layerwise",
+    "lightweight",
+    "qwen3-reranker-0.6b",
+    "mxbai-rerank-base-v2",
+]
 
 
 def _module():
@@ -97,7 +105,8 @@ def test_tiny_run_scores_every_family_as_load_reranker_does(tmp_path):
 @pytest.mark.parametrize(
     ("family", "published"),
     # Parameters of the published checkpoints (the BGE model table): 568M, 2.51B, 2.72B, 9.24B;
-    # Qwen3-Reranker (the hub's safetensors counts): 596M, 4.02B, 8.19B.
+    # Qwen3-Reranker (the hub's safetensors counts): 596M, 4.02B, 8.19B; mxbai-rerank-v2: those
+    # of Qwen2.5-0.5B and -1.5B, which they are built on (494M, 1.54B).
     [
         ("encoder", 0.568e9),
         ("llm", 2.51e9),
@@ -106,6 +115,8 @@ def test_tiny_run_scores_every_family_as_load_reranker_does(tmp_path):
         ("qwen3-reranker-0.6b", 0.596e9),
         ("qwen3-reranker-4b", 4.02e9),
         ("qwen3-reranker-8b", 8.19e9),
+        ("mxbai-rerank-base-v2", 0.494e9),
+        ("mxbai-rerank-large-v2", 1.54e9),
     ],
 )
 def test_real_configs_have_the_published_sizes(family, published):
