@@ -266,6 +266,7 @@ def build_services(
             sparse=SparseIndexManager(sparse_head),
             rerank_cache=RerankCache(settings.rerank_cache_size),
             default_mode=settings.search_mode,
+            default_rerank_fusion_weight=settings.rerank_fusion_dense_weight,
             context_tokenizers_allowed=settings.context_tokenizers,
         ),
         ingestion=IngestionPipeline(

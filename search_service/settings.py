@@ -62,6 +62,9 @@ class Settings:
     port: int = 8000
     worker_poll_seconds: float = 1.0
     search_mode: str = "dense"  # dense | sparse | hybrid, when a request names none
+    # Reranked searches mix in the first stage's scores with this weight (retrieval/fusion.py,
+    # z-scores per query) when a request sends no `rerank_fusion`; 0: the reranker's order alone.
+    rerank_fusion_dense_weight: float = 0.0
     rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
     rerank_token_cache: int = 2_000_000  # passage token ids kept per encoder reranker; 0: off
     # Tokenizers /v1/search's `context_tokenizer` may name besides the embedder's and the loaded
@@ -118,6 +121,10 @@ class Settings:
             )
         if self.search_mode not in ("dense", "sparse", "hybrid"):
             raise ConfigurationError(f"RAG_SEARCH_MODE must be dense, sparse or hybrid, got {self.search_mode!r}")
+        if not 0.0 <= self.rerank_fusion_dense_weight <= 1.0:  # also NaN
+            raise ConfigurationError(
+                f"RAG_RERANK_FUSION_DENSE_WEIGHT must be between 0 and 1, got {self.rerank_fusion_dense_weight!r}"
+            )
         if self.index_type not in ("auto", "flat", "ivf", "hnsw"):
             raise ConfigurationError(f"RAG_INDEX_TYPE must be auto, flat, ivf or hnsw, got {self.index_type!r}")
         if self.index_nprobe < 1 or self.index_ef_search < 1:
@@ -297,6 +304,7 @@ ENVIRONMENT = {
     "RAG_PORT": ("port", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", float_value),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
+    "RAG_RERANK_FUSION_DENSE_WEIGHT": ("rerank_fusion_dense_weight", float_value),
     "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_RERANK_TOKEN_CACHE": ("rerank_token_cache", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_CONTEXT_TOKENIZERS": ("context_tokenizers", lambda _n, raw: parse_list(raw)),
