@@ -41,11 +41,24 @@ def test_stages_follow_what_the_pipeline_takes():
     def with_mode(self, collection, query, *, top_k, candidates, rerank=None, mode="hybrid"):
         pass
 
+    def with_fusion(self, collection, query, *, top_k, candidates, rerank=None, mode="hybrid", rerank_fusion=None):
+        pass
+
     stages, skipped = select_stages(fake_services(without_mode), None)
     assert [s.name for s in stages] == ["dense"]
-    assert set(skipped) == {"sparse", "hybrid", "reranked"} and "mode='sparse'" in skipped["sparse"]
+    assert set(skipped) == {"sparse", "hybrid", "reranked", "reranked-fused"} and "mode='sparse'" in skipped["sparse"]
     stages, skipped = select_stages(fake_services(with_mode, rerankers=["r"]), None)
+    assert [s.name for s in stages] == list(STAGE_NAMES[:-1])
+    assert skipped == {"reranked-fused": "the search pipeline has no rerank_fusion="}
+    # the fused stage needs a weight above 0: from the options, else the pipeline's default
+    stages, skipped = select_stages(fake_services(with_fusion, rerankers=["r"]), None)
+    assert "reranked-fused" in skipped and "--rerank-fusion-weight" in skipped["reranked-fused"]
+    stages, skipped = select_stages(fake_services(with_fusion, rerankers=["r"]), None, 0.4)
     assert [s.name for s in stages] == list(STAGE_NAMES) and skipped == {}
+    with pytest.raises(InvalidRequestError, match="cannot run stage reranked-fused"):
+        select_stages(fake_services(with_fusion, rerankers=["r"]), ["dense", "reranked-fused"])
+    assert Stage("reranked", mode="dense", rerank=True).search_options(True, 0.4) == {"rerank": True, "mode": "dense", "rerank_fusion": 0.0}
+    assert Stage("f", mode="dense", rerank=True, fused=True).search_options(True, 0.4)["rerank_fusion"] == 0.4
     with pytest.raises(InvalidRequestError, match="cannot run stage hybrid"):
         select_stages(fake_services(without_mode), ["dense", "hybrid"])
     # with mode=, the dense stage asks for dense explicitly (the pipeline's default may be hybrid)
