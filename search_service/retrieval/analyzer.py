@@ -14,7 +14,8 @@ so `cells`/`cell` and `mutations`/`mutated` meet. Which stemmer a word gets (`RA
   and CJK terms are kept as they are. A Latin-script collection in another language should name
   its language.
 - a Snowball language (`german`, `french`, `spanish`, ...; `Stemmer.algorithms()` lists them, and
-  two-letter codes such as `de` are accepted): Latin-script words use it; other scripts as `auto`.
+  two-letter codes such as `de` are accepted): the words of its script use it (Latin for most;
+  Arabic script for `persian`, Devanagari for `hindi`); other scripts as `auto`.
 - `none`: no stemming (the analyzer of earlier versions).
 
 No stopwords: BM25's IDF already weighs frequent words down, and a stop list is per language.
@@ -56,7 +57,12 @@ _SCRIPTS = (  # (script, first and last code point of its main blocks)
     ("latin", 0x0041, 0x024F), ("latin", 0x1E00, 0x1EFF), ("greek", 0x0370, 0x03FF), ("greek", 0x1F00, 0x1FFF),
     ("cyrillic", 0x0400, 0x052F), ("armenian", 0x0530, 0x058F), ("arabic", 0x0600, 0x06FF),
     ("arabic", 0x0750, 0x077F), ("arabic", 0xFB50, 0xFDFF), ("arabic", 0xFE70, 0xFEFF), ("tamil", 0x0B80, 0x0BFF),
+    ("devanagari", 0x0900, 0x097F), ("hebrew", 0x0590, 0x05FF),
 )
+# The script a named language's words are written in (Latin when not listed).
+NATIVE_SCRIPT = {"russian": "cyrillic", "greek": "greek", "arabic": "arabic", "persian": "arabic",
+                 "armenian": "armenian", "tamil": "tamil", "hindi": "devanagari", "nepali": "devanagari",
+                 "yiddish": "hebrew"}
 CODES = {"en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian", "pt": "portuguese",
          "nl": "dutch", "sv": "swedish", "no": "norwegian", "da": "danish", "fi": "finnish", "ru": "russian",
          "ar": "arabic", "el": "greek", "tr": "turkish", "hu": "hungarian", "ro": "romanian", "ca": "catalan",
@@ -109,8 +115,7 @@ class Analyzer:
         if self.language != "none":
             self.languages = dict(SCRIPT_LANGUAGE)
             if self.language != "auto":
-                own = next((s for s, lang in SCRIPT_LANGUAGE.items() if lang == self.language), "latin")
-                self.languages[own] = self.language
+                self.languages[NATIVE_SCRIPT.get(self.language, "latin")] = self.language
 
         self._stem = lru_cache(maxsize=STEM_CACHE)(self._stem_term)
 

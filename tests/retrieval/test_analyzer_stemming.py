@@ -23,6 +23,8 @@ def test_a_named_language_stems_its_script_and_none_does_not_stem():
     assert Analyzer("german")("Häuser laufen Кошки") == ["haus", "lauf", "кошк"]
     assert Analyzer("de")("Häuser") == ["haus"]  # two-letter codes
     assert Analyzer("russian")("бегают running") == ["бега", "run"]  # Latin words stay English
+    assert Analyzer("hindi")("running") == ["run"]  # hindi stems Devanagari words, not Latin ones
+    assert Analyzer("persian").languages["arabic"] == "persian"
     assert Analyzer("none")("Mutations in CELLS") == analyze("Mutations in CELLS") == ["mutations", "in", "cells"]
 
 
