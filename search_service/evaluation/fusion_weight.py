@@ -17,8 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from search_service.evaluation.metrics import per_query
-from search_service.retrieval.fusion import rerank_fusion_order
-from search_service.retrieval.pipeline import FIRST_STAGE_SCORE
+from search_service.retrieval.fusion import FIRST_STAGE_SCORE, rerank_fusion_order
 
 GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
 

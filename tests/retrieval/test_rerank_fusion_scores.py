@@ -8,7 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from search_service.retrieval.fusion import rerank_fusion_order, rerank_fusion_scores, zscores
+from search_service.errors import InvalidRequestError
+from search_service.retrieval.fusion import (
+    check_rerank_fusion_weight,
+    describe_rerank_fusion,
+    rerank_fusion_order,
+    rerank_fusion_scores,
+    zscores,
+)
 
 
 def test_zscores_and_their_degenerate_cases():
@@ -47,3 +54,13 @@ def test_lists_must_match():
     with pytest.raises(ValueError, match="2 rerank scores but 3"):
         rerank_fusion_scores([1.0, 2.0], [0.1, 0.2, 0.3], 0.5)
     assert rerank_fusion_scores(np.array([]), np.array([]), 0.5).size == 0
+
+
+def test_the_pipeline_checks_the_weight_it_is_given_and_describes_the_fusion():
+    assert check_rerank_fusion_weight(0) == 0.0 and check_rerank_fusion_weight({"dense_weight": 0.35}) == 0.35
+    for bad in (1.5, -1, float("nan"), True, "0.5", None):
+        with pytest.raises(InvalidRequestError, match="between 0 and 1"):
+            check_rerank_fusion_weight(bad)
+    assert describe_rerank_fusion("dense", 0.0) is None
+    assert describe_rerank_fusion("hybrid", 0.3) == {"dense_weight": 0.3, "rerank_weight": 0.7,
+                                                     "first_stage_score": "fusion_score", "normalization": "zscore"}
