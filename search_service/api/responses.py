@@ -157,6 +157,15 @@ class RerankFusion(Open):
     normalization: Literal["zscore"]
 
 
+class RerankFallback(Open):
+    """Set when a search asked for `rerank_fallback: "dense"` and the remote reranker gave no
+    scores: the results are in retrieval order; `code`/`message` are the error it would have had."""
+
+    used: Literal["dense"]
+    code: str
+    message: str
+
+
 class SearchResponse(Open):
     collection: str
     query: str
@@ -165,6 +174,7 @@ class SearchResponse(Open):
     reranked: bool
     reranker: str | None
     rerank_fusion: RerankFusion | None = None
+    rerank_fallback: RerankFallback | None = None
     context: dict[str, Any] | None = None
     cache: dict[str, Any]
     timings_ms: dict[str, float]

@@ -166,6 +166,12 @@ class SearchRequest(SearchOptions):
     )
     reranker: str | None = None
     rerank_options: RerankOptions | None = None
+    rerank_fallback: Literal["none", "dense"] | None = Field(
+        default=None,
+        description="none (default): a remote reranker that gives no scores is an error (503 "
+        "`reranker_unavailable`, 502 `reranker_remote_error`); dense: answer with the candidates "
+        "in retrieval order instead, `reranked: false`, and `rerank_fallback` says so",
+    )
     filter: SearchFilter | None = None
 
 

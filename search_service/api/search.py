@@ -23,6 +23,7 @@ def search():
         reranker=body.reranker,
         document_filter=document_matcher(**body.filter.model_dump()) if body.filter else None,
         rerank_options=_search_rerank_options(body, svc),
+        rerank_fallback=body.rerank_fallback,
         **body.search_options(),
     )
     g.search_result = result  # the metrics hook reads its timings without decoding the response

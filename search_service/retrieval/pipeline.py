@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from search_service.errors import InvalidRequestError, NotFoundError
+from search_service.errors import InvalidRequestError, NotFoundError, RerankerRemoteError
 from search_service.rerankers.base import sigmoid
 from search_service.retrieval.context import ContextTokenizers, pack_context
 from search_service.retrieval.fusion import (
@@ -156,12 +156,17 @@ class SearchPipeline:
         score_threshold: float | None = None,
         context_budget_tokens: int | None = None,
         context_tokenizer: str | None = None,
+        rerank_fallback: str | None = None,
         rerank_fusion: float | dict | None = None,
     ) -> dict:
         """`document_filter(external_id, source, metadata) -> bool` restricts the candidates of
         every mode; `fusion` is a `Fusion` or a dict of its fields (hybrid only);
         `rerank_fusion` is the dense weight (or `{"dense_weight": w}`) of a reranked search,
-        None for the default."""
+        None for the default.
+
+        `rerank_fallback="dense"`: when a remote reranker gives no scores (`RerankerRemoteError`),
+        answer with the candidates in retrieval order (`reranked: false`, and `rerank_fallback`
+        saying what happened) instead of the error. Never without being asked."""
         timer = Timer()
         started = time.perf_counter()
         mode = check_mode(mode or self.default_mode)
@@ -204,20 +209,27 @@ class SearchPipeline:
                 rows = store.chunks_by_id(session, collection, [chunk_id for chunk_id, _ in ranked])
         results = self._results(mode, ranked, rows, dense_hits, sparse_hits)
         hits = misses = 0
+        fallback = None
         if model is not None and results:
             with timer.stage("rerank"):
-                raw, hits, misses = score_with_cache(
-                    self.rerank_cache, model, reranker_name, query, [r["text"] for r in results], rerank_options
-                )
-            first_stage = [result["score"] for result in results]
-            for position, (result, value) in enumerate(zip(results, raw)):
-                result.update(rerank_score=value, score=sigmoid(value), _order=position)
-            if fusion_weight > 0:
-                for result, value in zip(results, rerank_fusion_scores(raw, first_stage, fusion_weight)):
-                    result.update(score=float(value), rerank_fusion_score=float(value))
-                results.sort(key=lambda r: (-r["rerank_fusion_score"], r["_order"]))
-            else:
-                results.sort(key=lambda r: (-r["rerank_score"], r["_order"]))
+                try:
+                    raw, hits, misses = score_with_cache(
+                        self.rerank_cache, model, reranker_name, query, [r["text"] for r in results], rerank_options
+                    )
+                except RerankerRemoteError as error:
+                    if rerank_fallback != "dense":
+                        raise
+                    fallback = {"used": "dense", "code": error.code, "message": error.message}
+            if fallback is None:
+                first_stage = [result["score"] for result in results]
+                for position, (result, value) in enumerate(zip(results, raw)):
+                    result.update(rerank_score=value, score=sigmoid(value), _order=position)
+                if fusion_weight > 0:
+                    for result, value in zip(results, rerank_fusion_scores(raw, first_stage, fusion_weight)):
+                        result.update(score=float(value), rerank_fusion_score=float(value))
+                    results.sort(key=lambda r: (-r["rerank_fusion_score"], r["_order"]))
+                else:
+                    results.sort(key=lambda r: (-r["rerank_score"], r["_order"]))
         for rank, result in enumerate(results, start=1):
             result.pop("_order", None)
             result["rank"] = rank
@@ -244,9 +256,10 @@ class SearchPipeline:
             "sparse_method": method,
             "fusion": fusion.describe() if fusion is not None else None,
             "results": results,
-            "reranked": model is not None,
-            "rerank_fusion": describe_rerank_fusion(mode, fusion_weight) if model is not None else None,
+            "reranked": model is not None and fallback is None,
+            "rerank_fusion": describe_rerank_fusion(mode, fusion_weight) if model is not None and fallback is None else None,
             "reranker": reranker_name,
+            "rerank_fallback": fallback,
             "context": context,
             "cache": {
                 "rerank_hits": hits,
