@@ -16,6 +16,15 @@ tokenize, batch longest first, collate, forward, postprocess) on a model of the 
   tokens; scored at the last layer, the family's default)
 - lightweight: bge-reranker-v2.5-gemma2-lightweight (Gemma2-9B: 42 layers, hidden 3584, 256000
   tokens; last layer, no compression, the family's defaults)
+- qwen3-reranker-0.6b / -4b / -8b: Qwen3-Reranker (Qwen3ForCausalLM: 28 layers, hidden 1024 /
+  36 layers, hidden 2560 / 36 layers, hidden 4096; 151669 tokens), the qwen3-reranker family;
+  `--max-length` is the whole input there, its chat template (~70 tokens) included
+- mxbai-rerank-base-v2 / -large-v2: mxbai-rerank-v2 (Qwen2ForCausalLM on the Qwen2.5-0.5B / -1.5B
+  configs: 24 layers, hidden 896 / 28 layers, hidden 1536; 151936 tokens), the mxbai-rerank
+  family; `--max-length` is the pair's budget there, its chat template (~110 tokens) on top
+
+Rows are named by benchmark entry (`FAMILY_OF` maps an entry to its reranker family). At `--size
+tiny` the larger sizes of one family are the same tiny model: by default only the smallest runs.
 
 The tokenizers are the tests' tiny ones (`search_service/testing`): their ids cover a small part of each
 vocabulary, which changes nothing in the cost of a forward pass. `--size tiny` uses the tests'
@@ -27,12 +36,15 @@ after one untimed warm-up query (on a GPU, an untimed pass over the same queries
 each batch shape load kernels). Reported per family: build time, pairs/s, p50/p95 latency per
 query, tokenize time per query (CPU), mean tokens per pair, peak CUDA memory, dtype, batch size.
 dtype `auto` is what `load_reranker` picks: float16 on a GPU (bfloat16 for the lightweight family,
-Gemma2, when the GPU supports it), float32 on a CPU.
+Gemma2, and for qwen3-reranker and mxbai-rerank, whose weights are published in bfloat16,
+when the GPU supports it), float32 on a CPU.
 
-Peers, encoder family only, on the same in-memory model, pairs and batch size: sentence-
-transformers' `CrossEncoder.predict` when it is importable (its own model swapped for ours), and
-FlagEmbedding's `FlagReranker.compute_score` with `--flag` when that is importable (it needs
-transformers 4.46, so it is usually not: the row then says why).
+Peers, on the same in-memory model, pairs and batch size: sentence-transformers'
+`CrossEncoder.predict` when it is importable (its own model swapped for ours; for Qwen3-Reranker
+with the family's layout as a chat template, `qwen3.CHAT_TEMPLATE`, and logit(yes) - logit(no)),
+for the encoder and qwen3-reranker entries, and FlagEmbedding's `FlagReranker.compute_score` with
+`--flag` when that is importable (encoder only; it needs transformers 4.46, so it is usually not:
+the row then says why).
 
 `--check-load` (tiny size) also saves each model with `save_pretrained`, loads it back through
 `load_reranker` and reports the largest score difference from the in-memory reranker: the
@@ -68,13 +80,90 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 STARTED = time.perf_counter()
 
-FAMILIES = ("encoder", "llm", "layerwise", "lightweight")
+FAMILIES = (
+    "encoder",
+    "llm",
+    "layerwise",
+    "lightweight",
+    "qwen3-reranker-0.6b",
+    "qwen3-reranker-4b",
+    "qwen3-reranker-8b",
+    "mxbai-rerank-base-v2",
+    "mxbai-rerank-large-v2",
+)
+# Entries that are one size of a reranker family: the family (others are named by theirs).
+FAMILY_OF = {
+    "qwen3-reranker-0.6b": "qwen3-reranker",
+    "qwen3-reranker-4b": "qwen3-reranker",
+    "qwen3-reranker-8b": "qwen3-reranker",
+    "mxbai-rerank-base-v2": "mxbai-rerank",
+    "mxbai-rerank-large-v2": "mxbai-rerank",
+}
+# Larger sizes, left out of a default `--size tiny` run (the same tiny model as the smallest).
+LARGER_SIZES = ("qwen3-reranker-4b", "qwen3-reranker-8b", "mxbai-rerank-large-v2")
 MODELS = {
     "encoder": "bge-reranker-v2-m3 (XLM-R large)",
     "llm": "bge-reranker-v2-gemma (Gemma-2B)",
     "layerwise": "bge-reranker-v2-minicpm-layerwise (MiniCPM-2B)",
     "lightweight": "bge-reranker-v2.5-gemma2-lightweight (Gemma2-9B)",
+    "qwen3-reranker-0.6b": "Qwen3-Reranker-0.6B",
+    "qwen3-reranker-4b": "Qwen3-Reranker-4B",
+    "qwen3-reranker-8b": "Qwen3-Reranker-8B",
+    "mxbai-rerank-base-v2": "mxbai-rerank-base-v2 (Qwen2.5-0.5B)",
+    "mxbai-rerank-large-v2": "mxbai-rerank-large-v2 (Qwen2.5-1.5B)",
 }
+
+
+def family_of(entry: str) -> str:
+    return FAMILY_OF.get(entry, entry)
+
+
+def qwen3_config(hidden: int, intermediate: int, layers: int, heads: int, tied: bool) -> dict:
+    """A Qwen3-Reranker config.json: 8 key/value heads of 128, 40960 positions, 151669 tokens."""
+    return {
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "vocab_size": 151669,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "hidden_act": "silu",
+        "max_position_embeddings": 40960,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000,
+        "attention_bias": False,
+        "pad_token_id": 151643,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "tie_word_embeddings": tied,
+    }
+
+
+def qwen2_config(hidden: int, intermediate: int, layers: int, heads: int) -> dict:
+    """An mxbai-rerank-v2 config.json: Qwen2.5's, 2 key/value heads, 32768 positions, 151936
+    tokens, tied embeddings."""
+    return {
+        "architectures": ["Qwen2ForCausalLM"],
+        "model_type": "qwen2",
+        "vocab_size": 151936,
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": 2,
+        "hidden_act": "silu",
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "use_sliding_window": False,
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "tie_word_embeddings": True,
+    }
+
 
 # The published checkpoints' config.json values that set the cost of a forward pass.
 REAL_CONFIGS: dict[str, dict[str, Any]] = {
@@ -163,6 +252,11 @@ REAL_CONFIGS: dict[str, dict[str, Any]] = {
         "layer_sep": 1,
         "layer_wise": True,
     },
+    "qwen3-reranker-0.6b": qwen3_config(1024, 3072, 28, 16, tied=True),
+    "qwen3-reranker-4b": qwen3_config(2560, 9728, 36, 32, tied=True),
+    "qwen3-reranker-8b": qwen3_config(4096, 12288, 36, 32, tied=False),
+    "mxbai-rerank-base-v2": qwen2_config(896, 4864, 24, 14),
+    "mxbai-rerank-large-v2": qwen2_config(1536, 8960, 28, 12),
 }
 
 WORDS = ["panda", "bear", "bamboo", "china", "mountain", "forest", "river", "capital", "france", "paris", "population", "billion", "people", "reranker", "query", "passage", "score", "relevance", "search", "index", "document", "chunk", "embedding", "vector", "model", "the", "a", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "by", "at", "from", "this", "are", "was", "be", "or", "an", "which", "can", "熊猫", "竹子", "中国", "巴黎", "法国", "人口", "重排序", "检索", "文档", "段落", "查询", "分数", "模型", "北京", "上海"]
@@ -196,6 +290,14 @@ def make_jobs(backend: Any, args: argparse.Namespace, count: int, seed: int) -> 
 def tokenizer_folder(family: str, folder: Path) -> Path:
     """The tests' tiny checkpoint (tokenizer files, config.json, for most a tiny model)."""
     path = folder / f"tiny-{family}"
+    if family_of(family) == "qwen3-reranker":
+        from search_service.testing.tiny_qwen import make_tiny_qwen3_reranker
+
+        return make_tiny_qwen3_reranker(path)
+    if family_of(family) == "mxbai-rerank":
+        from search_service.testing.tiny_qwen import make_tiny_qwen2_reranker
+
+        return make_tiny_qwen2_reranker(path)
     if family == "encoder":
         from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 
@@ -246,6 +348,14 @@ def model_recipe(family: str, values: dict[str, Any]) -> tuple[Any, Any, dict[st
         from transformers import GemmaConfig, GemmaForCausalLM
 
         return GemmaForCausalLM, GemmaConfig.from_dict(values), options
+    if family_of(family) == "qwen3-reranker":
+        from transformers import Qwen3Config, Qwen3ForCausalLM
+
+        return Qwen3ForCausalLM, Qwen3Config.from_dict(values), options
+    if family_of(family) == "mxbai-rerank":
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        return Qwen2ForCausalLM, Qwen2Config.from_dict(values), options
     if family == "layerwise":
         from search_service.rerankers.families.minicpm_layerwise import (
             LayerwiseMiniCPMConfig,
@@ -281,7 +391,7 @@ def instantiate(cls: Any, config: Any, options: dict[str, Any], device: str, dty
 
 def load_tokenizer(family: str, tokenizer_dir: Path) -> Any:
     """The tokenizer class the family's `load` uses."""
-    if family in ("encoder", "llm"):
+    if family_of(family) in ("encoder", "llm", "qwen3-reranker", "mxbai-rerank"):
         from transformers import AutoTokenizer
 
         return AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -292,20 +402,20 @@ def load_tokenizer(family: str, tokenizer_dir: Path) -> Any:
 
 def family_dtype(family: str, requested: str, device: str) -> Any:
     """What `load_reranker(dtype=requested)` gives this family on `device`."""
-    import torch
-
     from search_service.devices import resolve_dtype
+    from search_service.rerankers.registry import family_class
 
-    if requested == "auto" and family == "lightweight" and device.startswith("cuda"):
-        # LightweightReranker.load: Gemma2's activations overflow float16.
-        requested = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if requested == "auto":
+        # The family's own `auto` (lightweight, qwen3-reranker, mxbai-rerank: bfloat16 on a GPU
+        # that has it).
+        requested = family_class(family_of(family)).default_dtype(device) or requested
     return resolve_dtype(requested, device)
 
 
 def wrap(family: str, model: Any, tokenizer: Any, args: argparse.Namespace, device: str) -> Any:
     from search_service.rerankers.registry import family_class
 
-    return family_class(family)(
+    return family_class(family_of(family))(
         model=model,
         tokenizer=tokenizer,
         name=f"random-{args.size}-{family}",
@@ -426,8 +536,8 @@ def run_family(family: str, args, device: str, folder: Path, cuda: Cuda) -> tupl
     if args.check_load:
         row["load_max_abs_diff"] = check_load(reranker, model, tokenizer_dir, jobs[0], args, folder)
     peers = []
-    if family == "encoder":
-        peers = run_peers(model, tokenizer_dir, jobs, warmup, row, args, device, cuda)
+    if family_of(family) in PEER_FAMILIES:
+        peers = run_peers(family, model, tokenizer_dir, jobs, warmup, row, args, device, cuda)
     del reranker, model, tokenizer
     cuda.reset()
     return row, peers
@@ -437,7 +547,9 @@ def check_load(reranker, model, tokenizer_dir: Path, job: dict, args, folder: Pa
     """Save the in-memory model as a checkpoint, load it with `load_reranker`, compare scores."""
     from search_service.rerankers import load_reranker
 
-    target = folder / f"saved-{reranker.family}"
+    # One folder per entry (sizes of one family too), named so that qwen3-reranker and
+    # mxbai-rerank are chosen by name as their hub ids are.
+    target = folder / f"saved-{reranker.name}"
     target.mkdir()
     for source in tokenizer_dir.iterdir():
         if source.is_file() and (
@@ -472,20 +584,26 @@ def _version(distribution: str) -> str:
         return "?"
 
 
-def run_peers(model, tokenizer_dir, jobs, warmup, ours: dict, args, device, cuda) -> list[dict]:
+# The families with in-process peers (see the module docstring).
+PEER_FAMILIES = ("encoder", "qwen3-reranker")
+
+
+def run_peers(
+    family, model, tokenizer_dir, jobs, warmup, ours: dict, args, device, cuda
+) -> list[dict]:
     engines = [] if args.no_st else ["sentence-transformers"]
-    if args.flag:
+    if args.flag and family == "encoder":
         engines.append("FlagEmbedding")
     rows = []
     for engine in engines:
-        row: dict[str, Any] = {"engine": engine, "family": "encoder", "dtype": ours["dtype"]}
+        row: dict[str, Any] = {"engine": engine, "family": family, "dtype": ours["dtype"]}
         rows.append(row)
         if elapsed() > args.budget_s:
             row["status"] = f"skipped: over the {args.budget_s:.0f} s budget"
             continue
         try:
             if engine == "sentence-transformers":
-                score = crossencoder(model, tokenizer_dir, args, device)
+                score = crossencoder(family, model, tokenizer_dir, args, device)
             else:
                 score = flag_reranker(model, tokenizer_dir, args, device, ours["dtype"])
             row["version"] = _version(engine)
@@ -503,14 +621,21 @@ def run_peers(model, tokenizer_dir, jobs, warmup, ours: dict, args, device, cuda
     return rows
 
 
-def crossencoder(model, tokenizer_dir: Path, args, device: str):
+def crossencoder(family: str, model, tokenizer_dir: Path, args, device: str):
     """sentence-transformers' CrossEncoder around OUR in-memory model (same weights, dtype)."""
     import torch
     from sentence_transformers import CrossEncoder
     from transformers import PreTrainedModel
 
+    options: dict[str, Any] = {}
+    if family_of(family) == "qwen3-reranker":  # a causal LM: LogitScore(yes, no) on a template
+        from search_service.rerankers.families.qwen3 import CHAT_TEMPLATE
+
+        options["processor_kwargs"] = {"chat_template": CHAT_TEMPLATE}
     # Built from the tiny checkpoint (same architecture and tokenizer), then its model swapped.
-    engine = CrossEncoder(str(tokenizer_dir), device=device, max_length=args.max_length)
+    engine = CrossEncoder(
+        str(tokenizer_dir), device=device, max_length=args.max_length, **options
+    )
     # The outermost transformers model(s): not those inside another one (XLM-R's `roberta`).
     slots = [
         (module, name)
@@ -634,21 +759,24 @@ def print_report(report: dict) -> None:
     if report["peers"]:
         print()
         header = (
-            "| encoder engine | pairs/s | p50 ms/query | p95 ms/query | peak CUDA MiB "
+            "| engine | family | pairs/s | p50 ms/query | p95 ms/query | peak CUDA MiB "
             "| max abs diff vs ours | ours x faster | status |"
         )
         print(header)
         print("|" + "---|" * header.count(" | ") + "---|")
-        encoder = next(row for row in report["families"] if row["family"] == "encoder")
-        print(
-            f"| search-service (ours) | {fmt(encoder.get('pairs_per_s'))} "
-            f"| {fmt(encoder.get('p50_ms'), 0)} | {fmt(encoder.get('p95_ms'), 0)} "
-            f"| {fmt(encoder.get('peak_cuda_mib'), 0)} | 0 | 1.00 | {encoder['status']} |"
-        )
+        ours = {row["family"]: row for row in report["families"]}
         for row in report["peers"]:
+            mine = ours[row["family"]]
+            if row is next(peer for peer in report["peers"] if peer["family"] == row["family"]):
+                print(
+                    f"| search-service (ours) | {row['family']} | {fmt(mine.get('pairs_per_s'))} "
+                    f"| {fmt(mine.get('p50_ms'), 0)} | {fmt(mine.get('p95_ms'), 0)} "
+                    f"| {fmt(mine.get('peak_cuda_mib'), 0)} | 0 | 1.00 | {mine['status']} |"
+                )
             diff = row.get("max_abs_diff_vs_ours")
             print(
-                f"| {row['engine']} {row.get('version', '')} | {fmt(row.get('pairs_per_s'))} "
+                f"| {row['engine']} {row.get('version', '')} | {row['family']} "
+                f"| {fmt(row.get('pairs_per_s'))} "
                 f"| {fmt(row.get('p50_ms'), 0)} | {fmt(row.get('p95_ms'), 0)} "
                 f"| {fmt(row.get('peak_cuda_mib'), 0)} "
                 f"| {'-' if diff is None else f'{diff:.2e}'} "
@@ -670,14 +798,19 @@ def print_report(report: dict) -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated")
+    parser.add_argument(
+        "--families",
+        help=f"comma-separated, of {', '.join(FAMILIES)} (default: all; at --size tiny, not the "
+        "larger sizes of a family)",
+    )
     parser.add_argument("--size", choices=["real", "tiny"], default="real")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument(
         "--dtype",
         default="auto",
         choices=["auto", "float16", "bfloat16", "float32"],
-        help="auto: what load_reranker picks per family (float16 on GPU, bfloat16 for Gemma2)",
+        help="auto: what load_reranker picks per family (float16 on GPU; bfloat16 for Gemma2 and "
+        "mxbai-rerank)",
     )
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--passages", type=int, default=50, help="passages per query")
@@ -698,7 +831,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
-    families = [name.strip() for name in args.families.split(",") if name.strip()]
+    if args.families is None:
+        tiny = args.size == "tiny"
+        families = [name for name in FAMILIES if not (tiny and name in LARGER_SIZES)]
+    else:
+        families = [name.strip() for name in args.families.split(",") if name.strip()]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown or not families:
         parser.error(f"unknown families {unknown}; choose from {', '.join(FAMILIES)}")

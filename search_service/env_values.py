@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from search_service.errors import ConfigurationError
@@ -35,8 +36,11 @@ def parse_optional_model(raw: str) -> str | None:
 RERANKER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 
 
-def parse_rerankers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
-    """`name=path_or_id,name2=path_or_id` -> ((name, path_or_id), ...), in order."""
+def parse_rerankers(name: str, raw: str) -> tuple[tuple[str, object], ...]:
+    """`name=path_or_id,name2=path_or_id` -> ((name, path_or_id), ...), in order; a value that
+    starts with `[` is a JSON list (`parse_reranker_list`)."""
+    if raw.lstrip().startswith("["):
+        return parse_reranker_list(name, raw)
     entries = []
     for item in raw.split(","):
         if not item.strip():
@@ -47,6 +51,50 @@ def parse_rerankers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
                 f"{name} must be name=path_or_id entries separated by commas, got {item.strip()!r}"
             )
         entries.append((key.strip(), source.strip()))
+    return tuple(entries)
+
+
+LOCAL_KEYS = {"name", "model", "family"}
+
+
+def parse_reranker_list(name: str, raw: str) -> tuple[tuple[str, object], ...]:
+    """The JSON form, so URLs need no escaping:
+    `[{"name": "gpu", "remote": {"protocol": "tei", "url": "http://tei:8080", ...}},
+      {"name": "local", "model": "BAAI/bge-reranker-base", "family": "encoder"}]`.
+    A local entry becomes (name, path_or_id) as in the comma form (`family` as its
+    `#family=<family>` suffix); a remote one (name, `RemoteConfig`)."""
+    from search_service.remote.config import RERANK_PROTOCOLS, RemoteConfig
+
+    try:
+        items = json.loads(raw)
+    except ValueError as error:
+        raise ConfigurationError(f"{name}: a value starting with '[' must be a JSON list ({error})") from None
+    if not isinstance(items, list):
+        raise ConfigurationError(f"{name}: a value starting with '[' must be a JSON list")
+    entries: list[tuple[str, object]] = []
+    for position, item in enumerate(items):
+        where = f"{name}[{position}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+            raise ConfigurationError(f"{where}: each entry is an object with a \"name\" string")
+        key = item["name"].strip()
+        if "remote" in item:
+            extra = sorted(set(item) - {"name", "remote"})
+            if extra:
+                raise ConfigurationError(f"{where} ({key}): a remote entry takes name and remote only, not {', '.join(extra)}")
+            entries.append((key, RemoteConfig.from_dict(item["remote"], f"{name} ({key})", RERANK_PROTOCOLS)))
+            continue
+        unknown = sorted(set(item) - LOCAL_KEYS)
+        if unknown:
+            raise ConfigurationError(
+                f"{where} ({key}): unknown field(s) {', '.join(unknown)}; a local entry has name, model "
+                "and optionally family, a remote one name and remote"
+            )
+        model, family = item.get("model"), item.get("family")
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigurationError(f"{where} ({key}): needs a \"model\" (hub id or local directory) or a \"remote\" object")
+        if family is not None and (not isinstance(family, str) or not family.strip()):
+            raise ConfigurationError(f"{where} ({key}): family must be a non-empty string")
+        entries.append((key, model.strip() + (f"#family={family.strip()}" if family else "")))
     return tuple(entries)
 
 

@@ -171,6 +171,13 @@ class Metrics:
         )
         self.registry.register(DatabaseCollector(services))
         self.registry.register(SchedulerCollector(services))
+        self.registry.register(RemoteCollector(services))
+        self.rerank_fallbacks = Counter(
+            "rag_rerank_fallbacks",
+            "Searches answered in retrieval order because the remote reranker gave no scores and "
+            "the request asked for rerank_fallback: dense, by the error it would have had.",
+            ["code"], registry=self.registry,
+        )
         for scheduler in getattr(services, "schedulers", ()):
             scheduler.observers.append(self.observe_batch)
 
@@ -256,6 +263,40 @@ class SchedulerCollector:
         yield from (queued, refused)
 
 
+class RemoteCollector:
+    """Remote engines (remote/client.py), read at scrape time: calls by outcome, retries, the
+    circuit breaker's state (0 closed, 1 half-open, 2 open) and how often it opened."""
+
+    def __init__(self, services):
+        self.services = services
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
+        labels = ["kind", "name"]
+        calls = CounterMetricFamily(
+            "rag_remote_calls", "Calls to remote engines by outcome: ok, rejected (4xx), and the "
+            "failures connect, timeout, server_error, bad_response, breaker_open.", labels=[*labels, "outcome"],
+        )
+        retries = CounterMetricFamily("rag_remote_retries", "Attempts retried after a connection error, 5xx or 429.",
+                                      labels=labels)
+        state = GaugeMetricFamily("rag_remote_breaker_state",
+                                  "Circuit breaker per engine: 0 closed, 1 half-open, 2 open.", labels=labels)
+        opened = CounterMetricFamily("rag_remote_breaker_opened", "Times the circuit breaker opened.", labels=labels)
+        clients = getattr(self.services, "remote_clients", None)
+        for kind, name, client in (clients() if clients else []):
+            numbers = client.metrics()
+            for outcome, count in numbers["calls"].items():
+                calls.add_metric([kind, name, outcome], count)
+            retries.add_metric([kind, name], numbers["retries"])
+            state.add_metric([kind, name], numbers["breaker_state"])
+            opened.add_metric([kind, name], numbers["breaker_opened"])
+        yield from (calls, retries, state, opened)
+
+
 def _start() -> None:
     incoming = request.headers.get("X-Request-ID", "")
     g.request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex
@@ -308,6 +349,8 @@ def _observe_search(metrics: Metrics, endpoint: str, response) -> None:
         scored = (cache.get("rerank_hits") or 0) + (cache.get("rerank_misses") or 0)
         if body.get("reranked") and scored:
             metrics.rerank_batch.labels(endpoint).observe(scored)
+        if body.get("rerank_fallback"):
+            metrics.rerank_fallbacks.labels(body["rerank_fallback"]["code"]).inc()
     else:
         parsed = g.get("body")  # the gate's parse (api/body.py); never parsed twice
         sent = parsed.json if parsed is not None else None

@@ -11,6 +11,8 @@ from ingestion.prepare import ParseLimits
 from search_service.embedding import load_embedder
 from search_service.errors import ConfigurationError
 from search_service.model_names import ModelNames, build_names, display_name
+from search_service.remote.config import RemoteConfig
+from search_service.retrieval.analyzer import Analyzer
 from search_service.retrieval.pipeline import RerankerSet, SearchPipeline
 from search_service.retrieval.rerank_cache import RerankCache
 from search_service.retrieval.sparse import SparseIndexManager
@@ -39,7 +41,19 @@ class Services:
     def close(self) -> None:
         for scheduler in self.schedulers:
             scheduler.close()
+        for _kind, _name, client in self.remote_clients():
+            client.close()
         self.database.dispose()
+
+    def remote_clients(self) -> list[tuple[str, str, object]]:
+        """(kind, name, RemoteClient) of each remote engine: the rerankers', the embedder's."""
+        clients = []
+        for name, reranker in self.rerankers.rerankers.items():
+            if getattr(reranker, "runtime", None) == "remote":
+                clients.append(("reranker", name, reranker.client))
+        if getattr(self.embedder, "device", None) == "remote" and hasattr(self.embedder, "client"):
+            clients.append(("embedder", "embedder", self.embedder.client))
+        return clients
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,8 @@ class RerankerSpec:
     setting: str
     # load_reranker options every reranker shares (RAG_RERANKER_RUNTIME, RAG_RERANKER_DTYPE...)
     options: tuple[tuple[str, object], ...] = ()
+    # A RAG_RERANKERS entry with a `remote` object: scored by an engine over HTTP, nothing loaded.
+    remote: RemoteConfig | None = None
 
 
 def reranker_load_options(settings: Settings) -> tuple[tuple[str, object], ...]:
@@ -72,8 +88,9 @@ FAMILY_SUFFIX = "#family="
 def split_family(source: str, setting: str = "RAG_RERANKERS") -> tuple[str, str | None]:
     """`path_or_id#family=<family>` -> (path_or_id, family); without the suffix, (source, None).
 
-    `<family>` is a family name (encoder, llm, layerwise, lightweight) or a dotted path to a
-    `Reranker` subclass, checked when the reranker loads. Hub ids cannot contain `#`.
+    `<family>` is a family name (encoder, llm, layerwise, lightweight, qwen3-reranker...) or a
+    dotted path to a `Reranker` subclass, checked when the reranker loads. Hub ids cannot contain
+    `#`. (`load_reranker` takes the suffix on its source too: `registry.split_family_suffix`.)
     """
     path, sep, family = source.rpartition(FAMILY_SUFFIX)
     if not sep:
@@ -99,6 +116,10 @@ def reranker_specs(settings: Settings) -> tuple[list[RerankerSpec], str | None]:
     specs = []
     for name, raw in settings.rerankers:
         setting = f"RAG_RERANKERS ({name}=...)"
+        if isinstance(raw, RemoteConfig):
+            source = f"{raw.protocol}+{raw.url}" + (f"#{raw.model}" if raw.model else "")
+            specs.append(RerankerSpec(name, source, None, f"RAG_RERANKERS ({name})", remote=raw))
+            continue
         source, family = split_family(raw, setting)
         specs.append(RerankerSpec(name, source, family, setting, options))
     default = settings.reranker_model
@@ -150,6 +171,10 @@ def load_reranker_spec(spec: RerankerSpec, device: str):
     from search_service.errors import ModelLoadError
     from search_service.rerankers import load_reranker
 
+    if spec.remote is not None:
+        from search_service.rerankers.runtimes.registry import runtime_named
+
+        return runtime_named("remote").connect(spec.remote, name=spec.name, setting=spec.setting)
     try:
         return load_reranker(spec.source, device=device, family=spec.family, **dict(spec.options))
     except (ModelLoadError, ConfigurationError) as error:
@@ -162,6 +187,18 @@ def load_reranker_spec(spec: RerankerSpec, device: str):
         raise type(error)(message) from error
 
 
+def embedder_from_settings(settings: Settings):
+    """The local sentence-transformers embedder, or with RAG_EMBEDDER_URL a remote one."""
+    remote = settings.embedder_remote
+    if remote is not None:
+        from search_service.embedding.remote import load_remote_embedder
+
+        return load_remote_embedder(remote, settings.embedder_model, query_cache_size=settings.query_cache_size)
+    return load_embedder(
+        settings.embedder_model, settings.device, settings.embed_batch_size, settings.query_cache_size
+    )
+
+
 def load_rerankers(settings: Settings) -> RerankerSet:
     """Every configured reranker, each checkpoint loaded once even when several names share it."""
     specs, default = reranker_specs(settings)
@@ -171,7 +208,7 @@ def load_rerankers(settings: Settings) -> RerankerSet:
         key = (spec.source, spec.family)
         if key not in loaded:
             loaded[key] = load_reranker_spec(spec, settings.device)
-            if settings.batch_token_budget:  # batches within one call follow it too
+            if settings.batch_token_budget and spec.remote is None:  # batches within one call follow it too
                 loaded[key].token_budget = settings.batch_token_budget
             loaded[key].use_token_cache(settings.rerank_token_cache)
         rerankers[spec.name] = loaded[key]
@@ -193,7 +230,7 @@ def batched_rerankers(settings: Settings, rerankers: RerankerSet) -> tuple[Reran
     for name, reranker in rerankers.rerankers.items():
         if id(reranker) in copies:
             continue
-        if not isinstance(reranker, Reranker):  # a stand-in: as it is
+        if not isinstance(reranker, Reranker):  # a stand-in or a remote engine: as it is
             copies[id(reranker)] = reranker
         else:
             scheduler = BatchScheduler(
@@ -230,12 +267,7 @@ def build_services(
                         "run `RAG_VECTOR_BACKEND=pgvector search-service migrate` first"
                     )
         if embedder is None:
-            embedder = load_embedder(
-                settings.embedder_model,
-                settings.device,
-                settings.embed_batch_size,
-                settings.query_cache_size,
-            )
+            embedder = embedder_from_settings(settings)
         sparse_head = SparseHead.for_embedder(embedder)  # bge-m3 lexical weights, when present
         if rerankers is None:
             rerankers = load_rerankers(settings) if with_rerankers else RerankerSet({}, None)
@@ -263,9 +295,10 @@ def build_services(
             embedder,
             indexes,
             rerankers,
-            sparse=SparseIndexManager(sparse_head),
+            sparse=SparseIndexManager(sparse_head, Analyzer(settings.sparse_language)),
             rerank_cache=RerankCache(settings.rerank_cache_size),
             default_mode=settings.search_mode,
+            default_rerank_fusion_weight=settings.rerank_fusion_dense_weight,
             context_tokenizers_allowed=settings.context_tokenizers,
         ),
         ingestion=IngestionPipeline(

@@ -24,6 +24,7 @@ from search_service.env_values import (
     text_value,
 )
 from search_service.errors import ConfigurationError
+from search_service.remote.config import EMBED_PROTOCOLS, RERANK_PROTOCOLS, RemoteConfig
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 RERANKER_RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx*: encoder family, CPU (rerankers/runtimes/)
@@ -37,12 +38,21 @@ class Settings:
     data_dir: Path = Path("./data")
     database_url: str | None = None  # None -> sqlite:///<data_dir>/rag.db
     embedder_model: str = "BAAI/bge-m3"
+    # Remote embeddings (docs/scaling.md, "Remote engines"): vectors from an engine's HTTP API
+    # instead of a model loaded here; `embedder_model` still names the checkpoint (its tokenizer
+    # cuts chunks, collections record it). None: embed in this process.
+    embedder_url: str | None = None
+    embedder_protocol: str = "openai"  # openai (POST /v1/embeddings) | tei (POST /embed)
+    embedder_remote_model: str | None = None  # the `model` sent (openai); None: none is sent
+    embedder_timeout_s: float = 30.0  # deadline of one call, retries included
     reranker_model: str | None = "BAAI/bge-reranker-v2-m3"  # None disables reranking
     reranker_family: str | None = None  # None -> detected from the checkpoint's config
     # More rerankers loaded by name, ((name, path_or_id), ...); requests pick one with `model` /
     # `reranker`. The default is `reranker_model` (a name from here, or an id/path loaded under
-    # that id), or the first entry when `reranker_model` is None.
-    rerankers: tuple[tuple[str, str], ...] = ()
+    # that id), or the first entry when `reranker_model` is None. An entry of RAG_RERANKERS' JSON
+    # form with a `remote` object is (name, remote.config.RemoteConfig): scored by an engine over
+    # HTTP (rerankers/runtimes/remote.py); local entries stay (name, path_or_id) strings.
+    rerankers: tuple[tuple[str, str | RemoteConfig], ...] = ()
     # Names clients send, ((alias, loaded model name), ...), on top of the built-in aliases
     # (Cohere's and Jina's rerank models -> the default reranker, OpenAI's embedding models -> the
     # embedder; `model_names.py`), which `builtin_model_aliases=False` turns off.
@@ -62,6 +72,12 @@ class Settings:
     port: int = 8000
     worker_poll_seconds: float = 1.0
     search_mode: str = "dense"  # dense | sparse | hybrid, when a request names none
+    # Reranked searches mix in the first stage's scores with this weight (retrieval/fusion.py,
+    # z-scores per query) when a request sends no `rerank_fusion`; 0: the reranker's order alone.
+    rerank_fusion_dense_weight: float = 0.0
+    # BM25's stemming (retrieval/analyzer.py): auto (by script: Latin words English, Cyrillic
+    # Russian, ...), none, or a Snowball language (german, french, ... or de, fr, ...).
+    sparse_language: str = "auto"
     rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
     rerank_token_cache: int = 2_000_000  # passage token ids kept per encoder reranker; 0: off
     # Tokenizers /v1/search's `context_tokenizer` may name besides the embedder's and the loaded
@@ -118,12 +134,18 @@ class Settings:
             )
         if self.search_mode not in ("dense", "sparse", "hybrid"):
             raise ConfigurationError(f"RAG_SEARCH_MODE must be dense, sparse or hybrid, got {self.search_mode!r}")
+        self._check_sparse_language()
+        if not 0.0 <= self.rerank_fusion_dense_weight <= 1.0:  # also NaN
+            raise ConfigurationError(
+                f"RAG_RERANK_FUSION_DENSE_WEIGHT must be between 0 and 1, got {self.rerank_fusion_dense_weight!r}"
+            )
         if self.index_type not in ("auto", "flat", "ivf", "hnsw"):
             raise ConfigurationError(f"RAG_INDEX_TYPE must be auto, flat, ivf or hnsw, got {self.index_type!r}")
         if self.index_nprobe < 1 or self.index_ef_search < 1:
             raise ConfigurationError("RAG_INDEX_NPROBE and RAG_INDEX_EF_SEARCH must be at least 1")
         self._check_vectors()
         self._check_rerankers()
+        self.embedder_remote  # noqa: B018 - checks the RAG_EMBEDDER_* values
         self._check_operations()
         if self.candidates < 1 or self.top_k < 1:
             raise ConfigurationError("RAG_CANDIDATES and RAG_TOP_K must be at least 1")
@@ -132,6 +154,14 @@ class Settings:
                 f"RAG_TOP_K ({self.top_k}) cannot exceed RAG_CANDIDATES ({self.candidates})"
             )
         self._check_chunking()
+
+    def _check_sparse_language(self) -> None:
+        from search_service.retrieval.analyzer import resolve_language
+
+        try:
+            object.__setattr__(self, "sparse_language", resolve_language(self.sparse_language))
+        except ValueError as exc:
+            raise ConfigurationError(f"RAG_SPARSE_LANGUAGE: {exc}") from None
 
     def _check_chunking(self) -> None:
         from ingestion.chunking import MIN_COLLECTION_CHUNK_TOKENS
@@ -188,7 +218,9 @@ class Settings:
                 )
             if name in seen:
                 raise ConfigurationError(f"RAG_RERANKERS names {name!r} twice")
-            if not source:
+            if isinstance(source, RemoteConfig):
+                source.check(f"RAG_RERANKERS ({name})", RERANK_PROTOCOLS)
+            elif not isinstance(source, str) or not source:
                 raise ConfigurationError(f"RAG_RERANKERS: {name!r} has no path or id")
             seen.add(name)
         object.__setattr__(self, "model_aliases", tuple(tuple(entry) for entry in self.model_aliases))
@@ -238,6 +270,16 @@ class Settings:
             raise ConfigurationError(f"RAG_LOG_FORMAT must be json or text, got {self.log_format!r}")
 
     @property
+    def embedder_remote(self) -> RemoteConfig | None:
+        """The remote embedding engine (RAG_EMBEDDER_URL and friends), or None."""
+        if not self.embedder_url:
+            return None
+        return RemoteConfig(
+            protocol=self.embedder_protocol, url=self.embedder_url, model=self.embedder_remote_model,
+            timeout_s=self.embedder_timeout_s,
+        ).check("RAG_EMBEDDER_URL / RAG_EMBEDDER_PROTOCOL / RAG_EMBEDDER_TIMEOUT_S", EMBED_PROTOCOLS)
+
+    @property
     def auth_enabled(self) -> bool:
         return self.auth == "on"
 
@@ -279,6 +321,10 @@ ENVIRONMENT = {
     "RAG_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
     "RAG_DATABASE_URL": ("database_url", text_value),
     "RAG_EMBEDDER_MODEL": ("embedder_model", text_value),
+    "RAG_EMBEDDER_URL": ("embedder_url", lambda _n, raw: parse_optional_model(raw)),
+    "RAG_EMBEDDER_PROTOCOL": ("embedder_protocol", lambda _n, raw: raw.strip().lower()),
+    "RAG_EMBEDDER_REMOTE_MODEL": ("embedder_remote_model", lambda _n, raw: parse_optional_model(raw)),
+    "RAG_EMBEDDER_TIMEOUT_S": ("embedder_timeout_s", float_value),
     "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: parse_optional_model(raw)),
     "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: parse_optional_model(raw)),
     "RAG_RERANKERS": ("rerankers", parse_rerankers),
@@ -297,6 +343,8 @@ ENVIRONMENT = {
     "RAG_PORT": ("port", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", float_value),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
+    "RAG_SPARSE_LANGUAGE": ("sparse_language", text_value),
+    "RAG_RERANK_FUSION_DENSE_WEIGHT": ("rerank_fusion_dense_weight", float_value),
     "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_RERANK_TOKEN_CACHE": ("rerank_token_cache", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_CONTEXT_TOKENIZERS": ("context_tokenizers", lambda _n, raw: parse_list(raw)),

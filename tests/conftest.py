@@ -92,6 +92,15 @@ def tiny_reranker(tiny_reranker_dir):
     return load_reranker(str(tiny_reranker_dir), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def infinity_peer(tmp_path_factory):
+    """The real Infinity serving a tiny reranker and MiniLM (tests/support/infinity_server.py)."""
+    from tests.support.infinity_server import infinity_peer as start
+
+    with start(tmp_path_factory.mktemp("infinity")) as peer:
+        yield peer
+
+
 @pytest.fixture
 def make_services(tmp_path, minilm_path, minilm_embedder):
     """Build Services on a migrated database with the shared models (no reload per test)."""

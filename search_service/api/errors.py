@@ -44,9 +44,11 @@ def describe_validation_error(exc: ValidationError) -> str:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):
-        if exc.status >= 500:  # the detail (paths, settings) goes to the log, not the client
+        if exc.status >= 500 and not exc.public:  # the detail (paths, settings) goes to the log
             log.error("%s: %s", exc.code, exc.message, exc_info=exc)
             return error_response(exc.status, exc.code, server_error_message())
+        if exc.status >= 500:
+            log.warning("%s: %s", exc.code, getattr(exc, "detail", exc.message))
         extra = {"fields": exc.fields} if getattr(exc, "fields", None) else {}
         response, status = error_response(exc.status, exc.code, exc.message, **extra)
         retry_after = getattr(exc, "retry_after", None)

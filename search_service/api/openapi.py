@@ -89,6 +89,24 @@ ERRORS = {
     415: "a body type the endpoint does not take (`unsupported_media_type`)",
     429: "rate limited, or the reranker queue is full (`overloaded`); see Retry-After",
 }
+# Remote engines (docs/scaling.md "Remote engines"): what an endpoint answers when one fails.
+_RERANK_REMOTE = {
+    502: "a remote reranker refused the request or answered in a shape its protocol does not have "
+         "(`reranker_remote_error`)",
+    503: "a remote reranker is unavailable (`reranker_unavailable`: down, past its deadline, failing, "
+         "or its circuit breaker is open; see Retry-After). /v1/search with `rerank_fallback: dense` "
+         "answers with the retrieval order instead",
+}
+_EMBED_REMOTE = {
+    502: "the remote embedder refused the request (`embedder_remote_error`)",
+    503: "the remote embedder is unavailable (`embedder_unavailable`; see Retry-After)",
+}
+REMOTE_ERRORS = {
+    "search.search": {**_RERANK_REMOTE, 503: _RERANK_REMOTE[503] + "; or the remote embedder is "
+                      "unavailable (`embedder_unavailable`)"},
+    "search.rerank": _RERANK_REMOTE, "compat.rerank_v2": _RERANK_REMOTE, "compat.rerank_any": _RERANK_REMOTE,
+    "embeddings.embeddings": _EMBED_REMOTE,
+}
 # OpenAPI links: how a client goes on from one answer (create -> upload -> job -> search -> delete).
 # Schemathesis's stateful run follows them; a reader of /docs sees the workflow.
 _NAME = "$response.body#/name"
@@ -196,6 +214,8 @@ def _operation(endpoint: str, method: str, path_args: list[str], refs: dict, aut
         body["responses"][str(status)] = {"description": description, **error}
     if endpoint == "collections.create":
         body["responses"]["409"] = {"description": "the collection exists", **error}
+    for status, description in REMOTE_ERRORS.get(endpoint, {}).items():
+        body["responses"][str(status)] = {"description": description, **error}
     if needs_key:
         body["security"] = [{"bearer": []}, {"apiKey": []}]
         if policy is not None:

@@ -144,6 +144,26 @@ class SearchResult(Open):
     dense_rank: int | None = None
     dense_score: float | None = None
     rerank_score: float | None = None
+    # with rerank fusion: (1 - w) * z(rerank_score) + w * z(first-stage score), also `score`
+    rerank_fusion_score: float | None = None
+
+
+class RerankFusion(Open):
+    """What a reranked search fused (null when it did not: no reranking, or dense_weight 0)."""
+
+    dense_weight: float
+    rerank_weight: float
+    first_stage_score: Literal["dense_score", "sparse_score", "fusion_score"]
+    normalization: Literal["zscore"]
+
+
+class RerankFallback(Open):
+    """Set when a search asked for `rerank_fallback: "dense"` and the remote reranker gave no
+    scores: the results are in retrieval order; `code`/`message` are the error it would have had."""
+
+    used: Literal["dense"]
+    code: str
+    message: str
 
 
 class SearchResponse(Open):
@@ -153,6 +173,8 @@ class SearchResponse(Open):
     results: list[SearchResult]
     reranked: bool
     reranker: str | None
+    rerank_fusion: RerankFusion | None = None
+    rerank_fallback: RerankFallback | None = None
     context: dict[str, Any] | None = None
     cache: dict[str, Any]
     timings_ms: dict[str, float]

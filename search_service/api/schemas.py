@@ -111,12 +111,27 @@ class FusionOptions(Strict):
     dense_weight: float = Field(default=0.5, ge=0.0, le=1.0, allow_inf_nan=False)  # weighted only
 
 
+class RerankFusionOptions(Strict):
+    """How a reranked search mixes in the first stage's scores (`retrieval.fusion`)."""
+
+    dense_weight: float = Field(
+        ge=0.0, le=1.0, allow_inf_nan=False,
+        description="weight of the first-stage score's z-score against the reranker's "
+        "(1 - dense_weight), both over the query's candidates; 0: the reranker's order alone",
+    )
+
+
 class SearchOptions(Strict):
     """/v1/search's retrieval mode, fusion, score threshold and LLM-context options."""
 
     mode: Literal["dense", "sparse", "hybrid"] | None = None
     sparse_method: Literal["auto", "bm25", "lexical"] | None = None
     fusion: FusionOptions | None = None
+    rerank_fusion: RerankFusionOptions | None = Field(
+        default=None,
+        description="mix the first stage's scores into the reranked order; default "
+        "RAG_RERANK_FUSION_DENSE_WEIGHT (0: none)",
+    )
     score_threshold: float | None = Field(default=None, allow_inf_nan=False)
     context_budget_tokens: int | None = Field(default=None, ge=1, le=MAX_CONTEXT_TOKENS)
     context_tokenizer: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
@@ -135,6 +150,7 @@ class SearchOptions(Strict):
             }
         )
         options["fusion"] = self.fusion.model_dump() if self.fusion is not None else None
+        options["rerank_fusion"] = self.rerank_fusion.dense_weight if self.rerank_fusion is not None else None
         return options
 
 
@@ -150,6 +166,12 @@ class SearchRequest(SearchOptions):
     )
     reranker: str | None = None
     rerank_options: RerankOptions | None = None
+    rerank_fallback: Literal["none", "dense"] | None = Field(
+        default=None,
+        description="none (default): a remote reranker that gives no scores is an error (503 "
+        "`reranker_unavailable`, 502 `reranker_remote_error`); dense: answer with the candidates "
+        "in retrieval order instead, `reranked: false`, and `rerank_fallback` says so",
+    )
     filter: SearchFilter | None = None
 
 

@@ -13,6 +13,7 @@ bp = Blueprint("search", __name__, url_prefix="/v1")
 def search():
     body = parse_body(SearchRequest)
     svc = services()
+    _check_rerank_fusion(body, svc)
     result = svc.search.search(
         body.collection,
         body.query,
@@ -22,10 +23,24 @@ def search():
         reranker=body.reranker,
         document_filter=document_matcher(**body.filter.model_dump()) if body.filter else None,
         rerank_options=_search_rerank_options(body, svc),
+        rerank_fallback=body.rerank_fallback,
         **body.search_options(),
     )
     g.search_result = result  # the metrics hook reads its timings without decoding the response
     return result
+
+
+def _check_rerank_fusion(body: SearchRequest, svc) -> None:
+    """`rerank_fusion` mixes scores into a reranked order: it needs a search that reranks."""
+    if body.rerank_fusion is None:
+        return
+    if body.rerank is False:
+        raise InvalidRequestError("rerank_fusion needs reranking; drop it or send rerank: true")
+    if not svc.rerankers.rerankers:
+        raise InvalidRequestError(
+            "rerank_fusion needs a reranker and none is loaded (RAG_RERANKER_MODEL=none); drop it",
+            code="reranker_not_configured",
+        )
 
 
 def _search_rerank_options(body: SearchRequest, svc) -> dict | None:

@@ -56,14 +56,18 @@ def _int_list(_ctx, param, value):
               help="Passages, one per line (blank lines skipped); '-' reads stdin.")
 @click.option("--model", "-m", help="A RAG_RERANKERS name, or a hub id / local directory "
               "(default: the default reranker).")
-@click.option("--family", help="Force the reranker family (encoder, llm, layerwise, lightweight).")
+@click.option("--family", help="Force the reranker family (encoder, llm, layerwise, lightweight, "
+              "qwen3-reranker, mxbai-rerank); or add #family=<name> to --model.")
 @click.option("--normalize", is_flag=True, help="Sigmoid scores in (0, 1) instead of raw logits.")
 @click.option("--top-n", type=click.IntRange(min=1), help="Only the best N.")
-@click.option("--prompt", help="llm, layerwise, lightweight: the instruction after the pair.")
+@click.option("--prompt", help="llm, layerwise, lightweight: the instruction after the pair; "
+              "qwen3-reranker: the <Instruct>; mxbai-rerank: its instruction line.")
 @click.option("--cutoff-layers", callback=_int_list, help="layerwise, lightweight: the scoring layer.")
 @click.option("--compress-ratio", type=int, help="lightweight: 1, 2, 4 or 8.")
 @click.option("--compress-layers", callback=_int_list, help="lightweight: layers, e.g. 24,40.")
-@click.option("--max-length", type=int, help="Token budget per pair (default 512).")
+@click.option("--max-length", type=int, help="Token budget per pair (default 512; "
+              "qwen3-reranker: 8192, its template included; mxbai-rerank: 8192, "
+              "template excluded).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON shaped like /v1/rerank.")
 @click.pass_obj
 def rerank(ctx: Context, query, passages, passage_file, model, family, normalize, top_n, as_json, **options):

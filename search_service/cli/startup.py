@@ -36,6 +36,8 @@ def _models(settings: Settings, services) -> tuple[dict, list[dict]]:
         return embedder, rerankers
     loaded = services.embedder
     embedder = {"model": loaded.model_id, "device": str(getattr(loaded, "device", "cpu")), "dtype": _dtype(loaded)}
+    if getattr(loaded, "device", None) == "remote":
+        embedder["engine"] = loaded.config.where
     rerankers = [
         {
             "name": name,
@@ -43,6 +45,7 @@ def _models(settings: Settings, services) -> tuple[dict, list[dict]]:
             "device": str(getattr(reranker, "device", "cpu")),
             "dtype": _dtype(reranker),
             "runtime": getattr(reranker, "runtime", "torch"),
+            "engine": reranker.config.where if getattr(reranker, "runtime", None) == "remote" else None,
             "default": name == services.rerankers.default,
         }
         for name, reranker in services.rerankers.rerankers.items()

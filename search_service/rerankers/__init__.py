@@ -13,7 +13,8 @@ named with `family=`; the runtime (torch, onnx, onnx-int8) with `runtime=`.
     checkpoint.py    local folder or hub id -> config and files
     token_cache.py   passage token ids kept between requests
     families/        one module per family, with the model code it needs
-    runtimes/        what runs a family's forward: torch, ONNX Runtime, packed CPU batches
+    runtimes/        what runs a family's forward: torch, ONNX Runtime, packed CPU batches;
+                     or `remote`: an engine over HTTP (TEI, vLLM, Infinity, Cohere)
     batching/        the scheduler that batches concurrent requests
 """
 

@@ -13,7 +13,7 @@ import torch
 from search_service.errors import ConfigurationError
 from search_service.rerankers.base import Reranker
 from search_service.rerankers.checkpoint import resolve_checkpoint
-from search_service.rerankers.registry import detect_family, family_class
+from search_service.rerankers.registry import choose_family, family_class, split_family_suffix
 from search_service.rerankers.runtimes.registry import runtime_named
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,10 @@ def load_reranker(
     `device`: auto|cpu|cuda|cuda:N|mps; `dtype`: auto|float32|float16|bfloat16 (auto: float16 on a
     GPU, float32 on CPU). A half dtype on CPU is checked once here by scoring one short pair
     (`check_half_precision`): a `ConfigurationError` when the model cannot run in it there.
-    `family` overrides detection: a known family name or a dotted path to a `Reranker` subclass.
+    `family` overrides detection: a known family name or a dotted path to a `Reranker` subclass;
+    a `#family=<name>` suffix on `name_or_path` does the same. Otherwise the family comes from
+    config.json, then from the id or directory name for causal LMs (`registry.choose_family`);
+    the rule that chose it is logged.
     Hub loading honours HF_HUB_OFFLINE (no network, cache only). The remaining options go to the
     family's `load` (encoder: max_length, batch_size, query_max_length, trust_remote_code,
     attn_implementation). Raises `ModelLoadError` when the model cannot be loaded.
@@ -46,10 +49,19 @@ def load_reranker(
     ONNX Runtime, exported once into `onnx_cache_dir` (see `runtimes/onnx.py`). Another family with
     an onnx runtime is a `ConfigurationError`.
     """
+    source, suffix_family = split_family_suffix(os.fspath(name_or_path))
+    if family and suffix_family and family != suffix_family:
+        raise ConfigurationError(
+            f"reranker {source!r}: #family={suffix_family} contradicts family={family}"
+        )
     checkpoint = resolve_checkpoint(
-        name_or_path, cache_dir=cache_dir, revision=revision, local_files_only=local_files_only
+        source, cache_dir=cache_dir, revision=revision, local_files_only=local_files_only
     )
-    cls = family_class(family or detect_family(checkpoint.config, checkpoint.name_or_path))
+    chosen_family, rule = choose_family(
+        checkpoint.config, checkpoint.name_or_path, family or suffix_family
+    )
+    log.info("reranker %s: family %s, chosen by %s", checkpoint.name_or_path, chosen_family, rule)
+    cls = family_class(chosen_family)
     chosen = runtime_named(runtime, cache_dir=onnx_cache_dir)
     chosen.check_family(cls, checkpoint.name_or_path)
     device_name, torch_dtype = chosen.place(cls, device, dtype)

@@ -3,11 +3,22 @@
 Adding a family (`llm`, `layerwise`, `lightweight`) means writing its module with a `Reranker`
 subclass and adding one `Family` entry below; detection runs in the dict's order, so put more
 specific detectors (layerwise, lightweight) before more general ones (llm).
+
+Some rerankers are plain causal LMs whose config.json cannot tell them from any other
+(Qwen3-Reranker is a `Qwen3ForCausalLM`, mxbai-rerank-v2 a `Qwen2ForCausalLM`): their family has
+no config detector, and `choose_family` picks it, in this order, by
+
+1. the family given (`family=`: a `#family=<name>` suffix on the source, RAG_RERANKER_FAMILY);
+2. the checkpoint's config.json (`FAMILIES` in order);
+3. for a checkpoint detected as `llm`, its hub id or directory name (`NAME_RULES`).
+
+and says which rule chose it (logged by `load_reranker`).
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +97,8 @@ def is_causal_lm(config: dict[str, Any]) -> bool:
 class Family:
     name: str
     target: str  # "module:Class", imported only when the family is used
-    detect: Callable[[dict[str, Any]], bool]
+    # None: never detected from config.json alone (chosen by name or by `family=`)
+    detect: Callable[[dict[str, Any]], bool] | None
     description: str
 
 
@@ -135,8 +147,44 @@ FAMILIES: dict[str, Family] = {
             "model_type (gemma, llama, qwen2, mistral...) or an AutoModelForCausalLM auto_map "
             "(bge-reranker-v2-gemma)",
         ),
+        Family(
+            "qwen3-reranker",
+            "search_service.rerankers.families.qwen3:Qwen3Reranker",
+            None,  # a plain Qwen3ForCausalLM: chosen by name (NAME_RULES) or #family=
+            "Qwen3-Reranker (0.6B/4B/8B): a Qwen3ForCausalLM in a chat template, scored by "
+            "logit('yes') - logit('no')",
+        ),
+        Family(
+            "mxbai-rerank",
+            "search_service.rerankers.families.mxbai:MxbaiReranker",
+            None,  # a plain Qwen2ForCausalLM: chosen by name (NAME_RULES) or #family=
+            "mxbai-rerank-v2 (base/large): a Qwen2ForCausalLM in a chat template, scored by "
+            "logit('1') - logit('0')",
+        ),
     ]
 }
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """A causal LM whose hub id or directory name contains `fragment` (any case) is `family`."""
+
+    fragment: str
+    family: str
+
+    def matches(self, name: str) -> bool:
+        return self.fragment.lower() in name.lower()
+
+
+# Tried, in order, on checkpoints whose config.json says `llm`; a rule whose family is not
+# registered in FAMILIES is skipped.
+NAME_RULES = (
+    NameRule("Qwen3-Reranker", "qwen3-reranker"),
+    NameRule("mxbai-rerank", "mxbai-rerank"),  # registered by the mxbai family module's entry
+)
+FAMILY_SUFFIX = "#family="
+# A Hugging Face cache snapshot: .../models--Org--Name/snapshots/<revision>
+_HUB_CACHE_DIR = re.compile(r"models--(?P<name>[^/\\]+)[/\\]snapshots[/\\][^/\\]+[/\\]?$")
 
 
 def known_families() -> list[str]:
@@ -152,14 +200,51 @@ def _describe_config(config: dict[str, Any]) -> str:
 
 
 def detect_family(config: dict[str, Any], name: str = "checkpoint") -> str:
-    for family in FAMILIES.values():
-        if family.detect(config):
-            return family.name
-    known = "; ".join(f"{family.name}: {family.description}" for family in FAMILIES.values())
-    raise ModelLoadError(
-        f"cannot tell which reranker family {name!r} belongs to ({_describe_config(config)}). "
-        f"Known families: {known}. Pass family=<name> to choose one, if the model fits it."
-    )
+    """The family config.json names (rules 2 and 3 of `choose_family`, without the reason)."""
+    return choose_family(config, name)[0]
+
+
+def split_family_suffix(source: str) -> tuple[str, str | None]:
+    """`path_or_id#family=<name>` -> (path_or_id, name); without the suffix, (source, None)."""
+    path, sep, family = source.rpartition(FAMILY_SUFFIX)
+    if not sep or not path.strip() or not family.strip():
+        return source, None
+    return path.strip(), family.strip()
+
+
+def checkpoint_name(name_or_path: str) -> str:
+    """What the name rules read: the last part of a hub id or directory (`Qwen3-Reranker-0.6B`),
+    or of the repository of a hub cache snapshot (`.../models--Qwen--Qwen3-Reranker-0.6B/...`)."""
+    cached = _HUB_CACHE_DIR.search(name_or_path)
+    if cached:
+        return cached.group("name").split("--")[-1]
+    return re.split(r"[/\\]", name_or_path.rstrip("/\\"))[-1] or name_or_path
+
+
+def choose_family(
+    config: dict[str, Any], name: str = "checkpoint", family: str | None = None
+) -> tuple[str, str]:
+    """(family, the rule that chose it): see the module docstring for the order."""
+    if family:
+        return family, f"family={family} was given"
+    for candidate in FAMILIES.values():
+        if candidate.detect is not None and candidate.detect(config):
+            break
+    else:
+        known = "; ".join(f"{family.name}: {family.description}" for family in FAMILIES.values())
+        raise ModelLoadError(
+            f"cannot tell which reranker family {name!r} belongs to ({_describe_config(config)}). "
+            f"Known families: {known}. Pass family=<name> (or a #family=<name> suffix) to choose "
+            "one, if the model fits it."
+        )
+    if candidate.name == "llm":
+        short = checkpoint_name(name)
+        for rule in NAME_RULES:
+            if rule.family in FAMILIES and rule.matches(short):
+                return rule.family, (
+                    f"a causal LM named {short!r}, which contains {rule.fragment!r}"
+                )
+    return candidate.name, f"config.json ({_describe_config(config)})"
 
 
 def _import_target(target: str) -> Any:

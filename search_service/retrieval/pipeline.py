@@ -12,6 +12,13 @@ response also carries the packed, cited context (`retrieval.context`). `score` i
 the rerank logit, else the fused score (hybrid), the sparse score (sparse) or the cosine (dense).
 `timings_ms` holds each stage's milliseconds and, when the search reranked,
 `rerank_cache_hit_rate` (also in `cache`, with the hit and miss counts).
+
+Rerank fusion (`rerank_fusion`, default `RAG_RERANK_FUSION_DENSE_WEIGHT`): with a dense weight
+w > 0, a reranked search orders by `(1 - w) * z(rerank logit) + w * z(first-stage score)`, z-scores
+over the query's reranked candidates (`retrieval.fusion.rerank_fusion_scores`); `score` and
+`rerank_fusion_score` are then that value, and the response's `rerank_fusion` names the weights
+and the first-stage score used (`dense_score`, `sparse_score` or hybrid's `fusion_score`).
+With w = 0 nothing is fused: the reranker's order and sigmoid scores, exactly as without it.
 """
 
 from __future__ import annotations
@@ -22,10 +29,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from search_service.errors import InvalidRequestError, NotFoundError
+from search_service.errors import InvalidRequestError, NotFoundError, RerankerRemoteError
 from search_service.rerankers.base import sigmoid
 from search_service.retrieval.context import ContextTokenizers, pack_context
-from search_service.retrieval.fusion import Fusion, fuse
+from search_service.retrieval.fusion import (
+    Fusion,
+    check_rerank_fusion_weight,
+    describe_rerank_fusion,
+    fuse,
+    rerank_fusion_scores,
+)
 from search_service.retrieval.rerank_cache import RerankCache, score_with_cache
 from search_service.retrieval.sparse import SparseIndexManager
 from search_service.retrieval.vector_store import VectorStore
@@ -111,6 +124,7 @@ class SearchPipeline:
         context_tokenizers: ContextTokenizers | None = None,
         context_tokenizers_allowed: tuple[str, ...] = (),
         default_mode: str = "dense",
+        default_rerank_fusion_weight: float = 0.0,
     ):
         self.database = database
         self.embedder = embedder
@@ -123,6 +137,7 @@ class SearchPipeline:
             embedder, rerankers.rerankers, context_tokenizers_allowed
         )
         self.default_mode = check_mode(default_mode)
+        self.default_rerank_fusion_weight = check_rerank_fusion_weight(default_rerank_fusion_weight)
 
     def search(
         self,
@@ -141,14 +156,24 @@ class SearchPipeline:
         score_threshold: float | None = None,
         context_budget_tokens: int | None = None,
         context_tokenizer: str | None = None,
+        rerank_fallback: str | None = None,
+        rerank_fusion: float | dict | None = None,
     ) -> dict:
         """`document_filter(external_id, source, metadata) -> bool` restricts the candidates of
-        every mode; `fusion` is a `Fusion` or a dict of its fields (hybrid only)."""
+        every mode; `fusion` is a `Fusion` or a dict of its fields (hybrid only);
+        `rerank_fusion` is the dense weight (or `{"dense_weight": w}`) of a reranked search,
+        None for the default.
+
+        `rerank_fallback="dense"`: when a remote reranker gives no scores (`RerankerRemoteError`),
+        answer with the candidates in retrieval order (`reranked: false`, and `rerank_fallback`
+        saying what happened) instead of the error. Never without being asked."""
         timer = Timer()
         started = time.perf_counter()
         mode = check_mode(mode or self.default_mode)
         method = self.sparse.resolve(sparse_method) if mode != "dense" else None
         fusion = _fusion(fusion) if mode == "hybrid" else None
+        fusion_weight = (self.default_rerank_fusion_weight if rerank_fusion is None
+                         else check_rerank_fusion_weight(rerank_fusion))
         if rerank is None:  # null: rerank when a reranker is loaded (or one is named)
             rerank = bool(self.rerankers.rerankers) or reranker is not None
         if rerank and not self.rerankers.rerankers:
@@ -184,14 +209,27 @@ class SearchPipeline:
                 rows = store.chunks_by_id(session, collection, [chunk_id for chunk_id, _ in ranked])
         results = self._results(mode, ranked, rows, dense_hits, sparse_hits)
         hits = misses = 0
+        fallback = None
         if model is not None and results:
             with timer.stage("rerank"):
-                raw, hits, misses = score_with_cache(
-                    self.rerank_cache, model, reranker_name, query, [r["text"] for r in results], rerank_options
-                )
-            for position, (result, value) in enumerate(zip(results, raw)):
-                result.update(rerank_score=value, score=sigmoid(value), _order=position)
-            results.sort(key=lambda r: (-r["rerank_score"], r["_order"]))
+                try:
+                    raw, hits, misses = score_with_cache(
+                        self.rerank_cache, model, reranker_name, query, [r["text"] for r in results], rerank_options
+                    )
+                except RerankerRemoteError as error:
+                    if rerank_fallback != "dense":
+                        raise
+                    fallback = {"used": "dense", "code": error.code, "message": error.message}
+            if fallback is None:
+                first_stage = [result["score"] for result in results]
+                for position, (result, value) in enumerate(zip(results, raw)):
+                    result.update(rerank_score=value, score=sigmoid(value), _order=position)
+                if fusion_weight > 0:
+                    for result, value in zip(results, rerank_fusion_scores(raw, first_stage, fusion_weight)):
+                        result.update(score=float(value), rerank_fusion_score=float(value))
+                    results.sort(key=lambda r: (-r["rerank_fusion_score"], r["_order"]))
+                else:
+                    results.sort(key=lambda r: (-r["rerank_score"], r["_order"]))
         for rank, result in enumerate(results, start=1):
             result.pop("_order", None)
             result["rank"] = rank
@@ -218,8 +256,10 @@ class SearchPipeline:
             "sparse_method": method,
             "fusion": fusion.describe() if fusion is not None else None,
             "results": results,
-            "reranked": model is not None,
+            "reranked": model is not None and fallback is None,
+            "rerank_fusion": describe_rerank_fusion(mode, fusion_weight) if model is not None and fallback is None else None,
             "reranker": reranker_name,
+            "rerank_fallback": fallback,
             "context": context,
             "cache": {
                 "rerank_hits": hits,
@@ -267,6 +307,7 @@ class SearchPipeline:
                     "sparse_score": sparse_score,
                     "fusion_score": float(score) if mode == "hybrid" else None,
                     "rerank_score": None,
+                    "rerank_fusion_score": None,
                 }
             )
         return results

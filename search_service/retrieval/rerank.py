@@ -15,7 +15,10 @@ MAX_TOKENS_PER_CHAR = 5
 
 def cut_to_tokens(reranker, texts: Sequence[str], max_tokens: int) -> list[str]:
     """Each text cut after its first `max_tokens` tokens of the reranker's tokenizer (Cohere's
-    `max_tokens_per_doc`); a shorter text is kept whole."""
+    `max_tokens_per_doc`); a shorter text is kept whole. A reranker without a tokenizer here (a
+    remote engine) gets the texts whole and truncates them itself."""
+    if getattr(reranker, "text_tokenizer", None) is None:
+        return list(texts)
     long = [i for i, text in enumerate(texts) if len(text) * MAX_TOKENS_PER_CHAR > max_tokens]
     cut = list(texts)
     if not long:
@@ -30,12 +33,21 @@ def cut_to_tokens(reranker, texts: Sequence[str], max_tokens: int) -> list[str]:
 def keep_ends(reranker, query: str, texts: Sequence[str]) -> list[str]:
     """Each text cut from the left (TEI's `truncation_direction: left`): its last tokens that fit
     the reranker's `max_length` beside the query and the pair's special tokens. Exact for the
-    encoder family; a decoder family's prompt tokens are then cut from the right as usual."""
-    tokenizer = reranker.text_tokenizer
-    query_tokens = len(tokenizer.encode(query, add_special_tokens=False).ids)
-    query_budget = getattr(reranker, "query_max_length", None) or max(1, reranker.max_length * 3 // 4)
-    budget = reranker.max_length - min(query_tokens, query_budget)
-    budget = max(1, budget - tokenizer.num_special_tokens_to_add(True))
+    encoder family; a decoder family's prompt tokens are then cut from the right as usual. A
+    family with a `passage_budget(query)` (qwen3-reranker: its chat template and instruction
+    around the document) says itself how many tokens the document may keep. A remote engine (no
+    tokenizer here) gets the texts whole and cuts them on the right."""
+    tokenizer = getattr(reranker, "text_tokenizer", None)
+    if tokenizer is None:
+        return list(texts)
+    passage_budget = getattr(reranker, "passage_budget", None)  # a family with a chat template
+    if passage_budget is not None:
+        budget = max(1, passage_budget(query))
+    else:
+        query_tokens = len(tokenizer.encode(query, add_special_tokens=False).ids)
+        query_budget = getattr(reranker, "query_max_length", None) or max(1, reranker.max_length * 3 // 4)
+        budget = reranker.max_length - min(query_tokens, query_budget)
+        budget = max(1, budget - tokenizer.num_special_tokens_to_add(True))
     long = [i for i, text in enumerate(texts) if len(text) * MAX_TOKENS_PER_CHAR > budget]
     kept = list(texts)
     if not long:

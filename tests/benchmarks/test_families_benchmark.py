@@ -20,7 +20,16 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "families.py"
-FAMILIES = ["encoder", "llm", "layerwise", "lightweight"]
+# A default tiny run: every family, each at its smallest size (qwen3-reranker: 0.6b;
+# mxbai-rerank: base-v2).
+FAMILIES = [
+    "encoder",
+    "llm",
+    "layerwise",
+    "lightweight",
+    "qwen3-reranker-0.6b",
+    "mxbai-rerank-base-v2",
+]
 
 
 def _module():
@@ -82,17 +91,33 @@ def test_tiny_run_scores_every_family_as_load_reranker_does(tmp_path):
         # The in-memory reranker is the one load_reranker builds from a checkpoint.
         assert row["load_max_abs_diff"] <= 1e-5, row["family"]
 
-    peers = {row["engine"]: row for row in report["peers"]}
-    crossencoder = peers["sentence-transformers"]
-    assert crossencoder["status"] == "ok"
-    assert crossencoder["pairs_per_s"] > 0
-    assert crossencoder["max_abs_diff_vs_ours"] < 1e-4  # same model, same inputs
+    peers = {(row["engine"], row["family"]): row for row in report["peers"]}
+    assert set(peers) == {
+        ("sentence-transformers", "encoder"),
+        ("sentence-transformers", "qwen3-reranker-0.6b"),
+    }
+    for crossencoder in peers.values():
+        assert crossencoder["status"] == "ok"
+        assert crossencoder["pairs_per_s"] > 0
+        assert crossencoder["max_abs_diff_vs_ours"] < 1e-4  # same model, same inputs
 
 
 @pytest.mark.parametrize(
     ("family", "published"),
-    # Parameters of the published checkpoints (the BGE model table): 568M, 2.51B, 2.72B, 9.24B.
-    [("encoder", 0.568e9), ("llm", 2.51e9), ("layerwise", 2.72e9), ("lightweight", 9.24e9)],
+    # Parameters of the published checkpoints (the BGE model table): 568M, 2.51B, 2.72B, 9.24B;
+    # Qwen3-Reranker (the hub's safetensors counts): 596M, 4.02B, 8.19B; mxbai-rerank-v2: those
+    # of Qwen2.5-0.5B and -1.5B, which they are built on (494M, 1.54B).
+    [
+        ("encoder", 0.568e9),
+        ("llm", 2.51e9),
+        ("layerwise", 2.72e9),
+        ("lightweight", 9.24e9),
+        ("qwen3-reranker-0.6b", 0.596e9),
+        ("qwen3-reranker-4b", 4.02e9),
+        ("qwen3-reranker-8b", 8.19e9),
+        ("mxbai-rerank-base-v2", 0.494e9),
+        ("mxbai-rerank-large-v2", 1.54e9),
+    ],
 )
 def test_real_configs_have_the_published_sizes(family, published):
     families = _module()

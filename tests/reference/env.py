@@ -1,5 +1,6 @@
-"""Reference scores from the FlagEmbedding reference env (built by
-`search_service.testing.reference_env`): scripts in this folder run there, JSON in, JSON out."""
+"""Reference scores from the reference envs (built by `search_service.testing.reference_env` and
+`search_service.testing.mxbai_env`): scripts in this folder run there, JSON in, JSON out.
+FlagEmbedding's env by default; score_mxbai.py in the mxbai-rerank env (`mxbai_reference`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from search_service.testing import reference_env
+from search_service.testing.mxbai_env import ensure_mxbai_env
 from search_service.testing.reference_env import ensure_reference_env
 
 HERE = Path(__file__).resolve().parent
@@ -17,9 +19,10 @@ SCRIPT_TIMEOUT_S = 900
 __all__ = ["ensure_reference_env", "reference_env", "run_reference_script"]
 
 
-def run_reference_script(script: str, payload: dict) -> object:
-    """Run `tests/reference/<script>` in the reference env, JSON payload in, JSON result out."""
-    python = ensure_reference_env()
+def run_reference_script(script: str, payload: dict, python: Path | None = None) -> object:
+    """Run `tests/reference/<script>` with `python` (default: the FlagEmbedding reference env's),
+    JSON payload in, JSON result out."""
+    python = python or ensure_reference_env()
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -69,3 +72,10 @@ def transformers_reference(checkpoint_dir: Path | str, jobs: Sequence[dict]) -> 
     """
     payload = {"checkpoint": str(checkpoint_dir), "jobs": list(jobs)}
     return run_reference_script("score_transformers.py", payload)  # type: ignore[return-value]
+
+
+def mxbai_reference(checkpoint_dir: Path | str, jobs: Sequence[dict]) -> list[object]:
+    """Run mxbai-rerank jobs (`MxbaiRerankV2` scores and inputs, see score_mxbai.py) in the
+    mxbai-rerank reference env, one subprocess for all of them."""
+    payload = {"checkpoint": str(checkpoint_dir), "jobs": list(jobs)}
+    return run_reference_script("score_mxbai.py", payload, ensure_mxbai_env())  # type: ignore[return-value]

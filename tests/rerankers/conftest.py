@@ -13,6 +13,7 @@ from search_service.testing.tiny_encoder import make_tiny_encoder_reranker
 from search_service.testing.tiny_layerwise import make_local_layerwise_reranker
 from search_service.testing.tiny_lightweight import make_local_lightweight_reranker
 from search_service.testing.tiny_llm import make_tiny_llm_reranker
+from search_service.testing.tiny_qwen import make_tiny_qwen2_reranker, make_tiny_qwen3_reranker
 
 LONG_PASSAGE = " ".join(
     ["The giant panda is a bear species endemic to China and it eats bamboo in the mountains."] * 60
@@ -122,6 +123,28 @@ def lightweight_local(lightweight_local_dir: Path) -> Reranker:
     return load_reranker(lightweight_local_dir, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def qwen3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3ForCausalLM, found to be a Qwen3-Reranker by its directory name."""
+    return make_tiny_qwen3_reranker(tmp_path_factory.mktemp("checkpoints") / "Qwen3-Reranker-tiny")
+
+
+@pytest.fixture(scope="session")
+def qwen3(qwen3_dir: Path) -> Reranker:
+    return load_reranker(qwen3_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def mxbai_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny mxbai-rerank-v2 (Qwen2ForCausalLM), named so that its family is chosen by name."""
+    return make_tiny_qwen2_reranker(tmp_path_factory.mktemp("checkpoints") / "mxbai-rerank-tiny-v2")
+
+
+@pytest.fixture(scope="session")
+def mxbai(mxbai_dir: Path) -> Reranker:
+    return load_reranker(mxbai_dir, device="cpu")
+
+
 # Every family and runtime, by the name the contract test gives it: the fixture that loads it.
 CONTRACT_RERANKERS = {
     "encoder-torch": "padded_reranker",
@@ -131,6 +154,8 @@ CONTRACT_RERANKERS = {
     "llm": "llm",
     "layerwise": "layerwise_local",
     "lightweight": "lightweight_local",
+    "qwen3-reranker": "qwen3",
+    "mxbai-rerank": "mxbai",
 }
 
 

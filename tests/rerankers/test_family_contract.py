@@ -1,7 +1,7 @@
 """The contract every reranker family and runtime keeps, checked on each of them with one set of
 tests (`CONTRACT_RERANKERS` in conftest.py: the encoder padded, packed, in ONNX Runtime fp32 and
-int8; llm; layerwise; lightweight). Family-specific behaviour (FlagEmbedding parity, options that
-change scores, model code) stays in the family's own test file.
+int8; llm; layerwise; lightweight; qwen3-reranker; mxbai-rerank). Family-specific behaviour
+(reference parity, options that change scores, model code) stays in the family's own test file.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ PASSAGES = [
 ]
 # Padding is masked, so batch-mates change a score only by float rounding. The llm family pads on
 # the left, which moves RoPE positions (1e-4); int8 ONNX quantizes activations per batch, with
-# one scale per batch (the tiny model's wide weights drift about 0.1).
+# one scale per batch (the tiny model's wide weights drift about 0.1). mxbai-rerank pads on the
+# left too but numbers each row's positions from its first token.
 TOLERANCE = {"llm": 1e-4, "encoder-onnx": 1e-4, "encoder-onnx-int8": 0.25}
 # One valid value of every per-call option some family takes (`cutoff_layers`: see `_options`).
 OPTION_VALUES = {
@@ -98,7 +99,12 @@ FORWARD_OPTIONS = {
     "llm": {"prompt": OPTION_VALUES["prompt"]},
     "layerwise": {"cutoff_layers": 2},
     "lightweight": {"cutoff_layers": 3, "compress_ratio": 2, "compress_layers": [1, 2]},
+    "qwen3-reranker": {"prompt": OPTION_VALUES["prompt"]},
+    "mxbai-rerank": {"prompt": "Find passages about animals."},
 }
+# max_length counts the chat template too in these families (qwen3-reranker's is 61 tiny tokens):
+# enough for the passages to count, and the long pairs are still cut.
+BATCHED_MAX_LENGTH = {"qwen3-reranker": 128}
 
 
 def test_batched_scores_equal_unbatched_ones(reranker, parity_pairs, tolerance):
@@ -106,7 +112,7 @@ def test_batched_scores_equal_unbatched_ones(reranker, parity_pairs, tolerance):
         if forward_options is None:
             continue
         # max_length 64 keeps it cheap; the long pairs are still cut (and sorted first).
-        options = {"max_length": 64, **forward_options}
+        options = {"max_length": BATCHED_MAX_LENGTH.get(reranker.family, 64), **forward_options}
         alone = reranker.score_pairs(parity_pairs, batch_size=1, **options)  # one pair a batch
         # Nearly all distinct, so a swap of two pairs would show.
         assert len({round(score, 3) for score in alone}) >= len(alone) - 2

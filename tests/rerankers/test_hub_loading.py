@@ -44,6 +44,13 @@ def make_lightweight(path):
     return make_local_lightweight_reranker(path)
 
 
+def make_qwen3(path):
+    """Named so that the local directory is a Qwen3-Reranker too (the hub id says so)."""
+    from search_service.testing.tiny_qwen import make_tiny_qwen3_reranker
+
+    return make_tiny_qwen3_reranker(path.parent / "Qwen3-Reranker-tiny")
+
+
 # family, checkpoint maker, hub id, non-default family options to score with as well
 FAMILIES = [
     pytest.param(
@@ -70,6 +77,13 @@ FAMILIES = [
         "BAAI/bge-reranker-tiny-lightweight",
         {"cutoff_layers": 3, "compress_ratio": 2, "compress_layers": [1]},
         id="lightweight",
+    ),
+    pytest.param(
+        "qwen3-reranker",
+        make_qwen3,
+        "Qwen/Qwen3-Reranker-tiny",
+        {"prompt": "Find the passage about pandas"},
+        id="qwen3-reranker",
     ),
 ]
 

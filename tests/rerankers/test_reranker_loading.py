@@ -243,4 +243,5 @@ def test_every_runtime_setting_names_a_registered_runtime():
     from search_service.rerankers import known_runtimes
     from search_service.settings import RERANKER_RUNTIMES
 
-    assert known_runtimes() == list(RERANKER_RUNTIMES)
+    # `remote` is chosen per RAG_RERANKERS entry, never by RAG_RERANKER_RUNTIME
+    assert known_runtimes() == [*RERANKER_RUNTIMES, "remote"]

@@ -2,8 +2,9 @@
 
 A runtime decides where a reranker may run (`place`: device and dtype, resolved once per load) and
 builds it (`build`). `torch` runs every family as the family loads itself; `onnx` and `onnx-int8`
-run the encoder family's forward in ONNX Runtime on CPU (`runtimes/onnx.py`). Adding a runtime (a
-remote one) means a `Runtime` subclass in its own module and one entry below.
+run the encoder family's forward in ONNX Runtime on CPU (`runtimes/onnx.py`); `remote` scores on
+an engine over HTTP, chosen per RAG_RERANKERS entry (`runtimes/remote.py`). Adding a runtime
+means a `Runtime` subclass in its own module and one entry below.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ RUNTIMES: dict[str, type[Runtime] | str] = {
     "torch": TorchRuntime,
     "onnx": "search_service.rerankers.runtimes.onnx:OnnxRuntime",
     "onnx-int8": "search_service.rerankers.runtimes.onnx:OnnxInt8Runtime",
+    "remote": "search_service.rerankers.runtimes.remote:RemoteRuntime",
 }
 
 
