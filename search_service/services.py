@@ -11,6 +11,7 @@ from ingestion.prepare import ParseLimits
 from search_service.embedding import load_embedder
 from search_service.errors import ConfigurationError
 from search_service.model_names import ModelNames, build_names, display_name
+from search_service.retrieval.analyzer import Analyzer
 from search_service.retrieval.pipeline import RerankerSet, SearchPipeline
 from search_service.retrieval.rerank_cache import RerankCache
 from search_service.retrieval.sparse import SparseIndexManager
@@ -263,7 +264,7 @@ def build_services(
             embedder,
             indexes,
             rerankers,
-            sparse=SparseIndexManager(sparse_head),
+            sparse=SparseIndexManager(sparse_head, Analyzer(settings.sparse_language)),
             rerank_cache=RerankCache(settings.rerank_cache_size),
             default_mode=settings.search_mode,
             default_rerank_fusion_weight=settings.rerank_fusion_dense_weight,

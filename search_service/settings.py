@@ -65,6 +65,9 @@ class Settings:
     # Reranked searches mix in the first stage's scores with this weight (retrieval/fusion.py,
     # z-scores per query) when a request sends no `rerank_fusion`; 0: the reranker's order alone.
     rerank_fusion_dense_weight: float = 0.0
+    # BM25's stemming (retrieval/analyzer.py): auto (by script: Latin words English, Cyrillic
+    # Russian, ...), none, or a Snowball language (german, french, ... or de, fr, ...).
+    sparse_language: str = "auto"
     rerank_cache_size: int = 10_000  # cached reranker scores (LRU); 0 disables the cache
     rerank_token_cache: int = 2_000_000  # passage token ids kept per encoder reranker; 0: off
     # Tokenizers /v1/search's `context_tokenizer` may name besides the embedder's and the loaded
@@ -121,6 +124,7 @@ class Settings:
             )
         if self.search_mode not in ("dense", "sparse", "hybrid"):
             raise ConfigurationError(f"RAG_SEARCH_MODE must be dense, sparse or hybrid, got {self.search_mode!r}")
+        self._check_sparse_language()
         if not 0.0 <= self.rerank_fusion_dense_weight <= 1.0:  # also NaN
             raise ConfigurationError(
                 f"RAG_RERANK_FUSION_DENSE_WEIGHT must be between 0 and 1, got {self.rerank_fusion_dense_weight!r}"
@@ -139,6 +143,14 @@ class Settings:
                 f"RAG_TOP_K ({self.top_k}) cannot exceed RAG_CANDIDATES ({self.candidates})"
             )
         self._check_chunking()
+
+    def _check_sparse_language(self) -> None:
+        from search_service.retrieval.analyzer import resolve_language
+
+        try:
+            object.__setattr__(self, "sparse_language", resolve_language(self.sparse_language))
+        except ValueError as exc:
+            raise ConfigurationError(f"RAG_SPARSE_LANGUAGE: {exc}") from None
 
     def _check_chunking(self) -> None:
         from ingestion.chunking import MIN_COLLECTION_CHUNK_TOKENS
@@ -304,6 +316,7 @@ ENVIRONMENT = {
     "RAG_PORT": ("port", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", float_value),
     "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
+    "RAG_SPARSE_LANGUAGE": ("sparse_language", text_value),
     "RAG_RERANK_FUSION_DENSE_WEIGHT": ("rerank_fusion_dense_weight", float_value),
     "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: parse_int(n, raw, 0)),
     "RAG_RERANK_TOKEN_CACHE": ("rerank_token_cache", lambda n, raw: parse_int(n, raw, 0)),

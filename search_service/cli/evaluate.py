@@ -27,8 +27,12 @@ from search_service.errors import ServiceError
               help="Ingest N documents: every one judged for the chosen queries plus a seeded sample of "
               "the rest (much faster; the figures are then not comparable with published ones).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --corpus-sample.")
-@click.option("--stages", help="Comma-separated subset of dense,sparse,hybrid,reranked "
-              "(default: every stage this service can run).")
+@click.option("--stages", help="Comma-separated subset of dense,sparse,hybrid,reranked,reranked-fused "
+              "(default: every stage this service can run). Stages after the first are compared with "
+              "it query by query (wins/losses/ties, paired bootstrap 95 % CI of the nDCG@10 difference).")
+@click.option("--rerank-fusion-weight", type=click.FloatRange(0.0, 1.0), metavar="W",
+              help="Dense weight of the reranked-fused stage (z-scored reranker and dense scores, "
+              "per query); default RAG_RERANK_FUSION_DENSE_WEIGHT. `reranked` stays the reranker alone.")
 @click.option("--chunk-tokens", type=click.IntRange(min=8), help="Chunk size of a new collection.")
 @click.option("--chunk-overlap", type=click.IntRange(min=0), help="Chunk overlap of a new collection.")
 @click.option("--truncate", is_flag=True, help="Cut each document to the tokens the embedder reads "
@@ -37,7 +41,7 @@ from search_service.errors import ServiceError
               help="Chunks retrieved (and reranked) per query.")
 @click.pass_obj
 def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, limit_queries, corpus_sample,
-          seed, stages, chunk_tokens, chunk_overlap, truncate, depth):
+          seed, stages, rerank_fusion_weight, chunk_tokens, chunk_overlap, truncate, depth):
     """Measure retrieval quality (nDCG@10, Recall@10/50/100, MRR@10) on BEIR datasets, per stage."""
     import shlex
 
@@ -51,7 +55,8 @@ def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, li
     wanted = tuple(s.strip() for s in stages.split(",") if s.strip()) if stages else None
     options = EvalOptions(reingest=reingest, reuse=reuse, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                           truncate=truncate, depth=depth, limit_queries=limit_queries, stages=wanted,
-                          corpus_sample=corpus_sample, seed=seed, announce=lambda line: click.echo(line, err=True))
+                          corpus_sample=corpus_sample, seed=seed, rerank_fusion_weight=rerank_fusion_weight,
+                          announce=lambda line: click.echo(line, err=True))
     here = click.get_current_context()
     words = ["search-service", "eval"]
     for param in here.command.params:  # the command line, for the report (global options are in settings)
@@ -65,7 +70,8 @@ def eval_(ctx: Context, datasets, collection, split, reingest, reuse, output, li
         require_pytrec_eval()  # before any model loads
         loaded = [load_dataset(path, split) for path in datasets]
         names = collection_names(loaded, collection)
-        services = load_services(ctx, with_rerankers=wanted is None or "reranked" in wanted)
+        reranking = wanted is None or any(name.startswith("reranked") for name in wanted)
+        services = load_services(ctx, with_rerankers=reranking)
         report = run_evaluation(services, list(zip(loaded, names)), options, command=command)
     except ServiceError as exc:
         fail(exc.message)

@@ -59,6 +59,30 @@ def dataset_section(d: dict) -> list[str]:
     for name, reason in d["skipped"].items():
         lines.append(f"| {name} | " + " | ".join("–" for _ in DEFAULT_METRICS) + f" | skipped: {reason} |")
     lines.append("")
+    return lines + paired_section(d)
+
+
+def paired_section(d: dict) -> list[str]:
+    """Each stage against the first, query by query: wins, losses, ties and the bootstrap CI."""
+    compared = {name: stage["paired"] for name, stage in d["stages"].items() if stage.get("paired")}
+    if not compared:
+        return []
+    first = next(iter(compared.values()))
+    lines = [
+        (f"Paired against `{first['baseline']}` on {first['metric']}, per query (wins / losses / ties), "
+        f"with a paired bootstrap 95 % CI of the mean difference ({first['resamples']:,} resamples, "
+        f"seed {first['seed']}):"),
+        "",
+        "| stage | Δ mean | 95 % CI | wins | losses | ties |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, p in compared.items():
+        weight = d["stages"][name].get("rerank_fusion_dense_weight")
+        label = f"{name} (dense weight {weight:g})" if weight is not None else name
+        low, high = p["ci95"]
+        lines.append(f"| {label} | {p['mean_difference']:+.4f} | [{low:+.4f}, {high:+.4f}] "
+                     f"| {p['wins']} | {p['losses']} | {p['ties']} |")
+    lines.append("")
     return lines
 
 

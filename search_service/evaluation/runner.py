@@ -8,18 +8,23 @@ chunk hits are merged into document ids, a document ranked where its best chunk 
 
 A stage is one row of `STAGES`: the search options it needs. Stages whose options the pipeline
 does not take (`mode=` before hybrid search exists) or that need a reranker when none is loaded
-are reported as skipped, with the reason.
+are reported as skipped, with the reason. `reranked` is the reranker's order alone (rerank fusion
+off, whatever RAG_RERANK_FUSION_DENSE_WEIGHT says); `reranked-fused` mixes in the dense scores
+with `EvalOptions.rerank_fusion_weight` (default: that setting; it needs a weight above 0).
+
+Every stage after the first is compared with the first (dense, when it runs), query by query on
+nDCG@10: wins, losses, ties and a paired bootstrap 95 % CI of the difference (`paired`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ingestion.pipeline import SourceDocument
@@ -27,73 +32,25 @@ from ingestion.tokens import private_backend
 from search_service.errors import ConflictError, InvalidRequestError
 from search_service.evaluation.beir import CorpusDocument, Dataset
 from search_service.evaluation.estimate import estimate_embedding
-from search_service.evaluation.metrics import evaluate, require_pytrec_eval
+from search_service.evaluation.metrics import per_query, require_pytrec_eval
+from search_service.evaluation.paired import RESAMPLES, paired_against_first
+from search_service.evaluation.stages import (  # noqa: F401 - STAGE_NAMES, stage_status: the runner's API
+    STAGE_NAMES,
+    STAGES,
+    Stage,
+    fusion_weight,
+    pipeline_takes_mode,
+    pipeline_takes_rerank_fusion,
+    select_stages,
+    stage_status,
+)
 from search_service.store import collections as store
 from search_service.store.models import Document
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEPTH = 100  # chunks fetched per query: Recall@100 is measured on these
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One column of the report: how `SearchPipeline.search` is called for it."""
-
-    name: str
-    mode: str | None = None  # the pipeline's `mode=` ("dense", "sparse", "hybrid")
-    rerank: bool = False
-
-    def search_options(self, pipeline_takes_mode: bool) -> dict:
-        options: dict = {"rerank": self.rerank}
-        if pipeline_takes_mode and self.mode is not None:
-            options["mode"] = self.mode
-        return options
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("dense", mode="dense"),
-    Stage("sparse", mode="sparse"),
-    Stage("hybrid", mode="hybrid"),
-    Stage("reranked", mode="dense", rerank=True),
-)
-STAGE_NAMES = tuple(stage.name for stage in STAGES)
-
-
-def pipeline_takes_mode(pipeline) -> bool:
-    return "mode" in inspect.signature(type(pipeline).search).parameters
-
-
-def stage_status(services) -> dict[str, str | None]:
-    """Stage name -> None when it can run here, else why not."""
-    takes_mode = pipeline_takes_mode(services.search)
-    has_reranker = bool(services.search.rerankers.rerankers)
-    status: dict[str, str | None] = {}
-    for stage in STAGES:
-        if stage.mode not in (None, "dense") and not takes_mode:
-            status[stage.name] = f"the search pipeline has no mode={stage.mode!r}"
-        elif stage.rerank and not has_reranker:
-            status[stage.name] = "no reranker is configured (RAG_RERANKER_MODEL=none)"
-        else:
-            status[stage.name] = None
-    return status
-
-
-def select_stages(services, requested: Sequence[str] | None) -> tuple[list[Stage], dict[str, str]]:
-    """(stages to run, {skipped stage: reason}). Requested stages that cannot run are an error."""
-    status = stage_status(services)
-    if requested:
-        unknown = [name for name in requested if name not in status]
-        if unknown:
-            raise InvalidRequestError(
-                f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGE_NAMES)}", code="invalid_stage"
-            )
-        blocked = [f"{name} ({status[name]})" for name in requested if status[name]]
-        if blocked:
-            raise InvalidRequestError(f"cannot run stage {', '.join(blocked)}", code="invalid_stage")
-        wanted = set(requested)
-        return [s for s in STAGES if s.name in wanted], {}
-    return [s for s in STAGES if status[s.name] is None], {n: r for n, r in status.items() if r}
+PAIRED_METRIC = "nDCG@10"
 
 
 @dataclass(frozen=True)
@@ -108,6 +65,8 @@ class EvalOptions:
     stages: tuple[str, ...] | None = None
     corpus_sample: int | None = None  # judged documents + a seeded sample of the rest, this many
     seed: int = 0
+    rerank_fusion_weight: float | None = None  # reranked-fused's dense weight; None: the setting's
+    bootstrap_resamples: int = RESAMPLES
     progress: bool = True
     announce: Callable[[str], None] | None = None  # hears what a long step will do before it starts
 
@@ -117,6 +76,7 @@ class StageResult:
     metrics: dict[str, float]
     seconds: float
     run: dict[str, list[tuple[str, float]]] = field(repr=False)  # query -> [(doc id, score)], ranked
+    per_query: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)  # metric -> query -> value
 
     @property
     def ms_per_query(self) -> float:
@@ -275,7 +235,9 @@ def merge_by_document(results: list[dict]) -> list[tuple[str, float]]:
 
 
 def run_stage(services, dataset: Dataset, collection: str, stage: Stage, options: EvalOptions) -> StageResult:
-    search_options = stage.search_options(pipeline_takes_mode(services.search))
+    search_options = stage.search_options(
+        pipeline_takes_mode(services.search), fusion_weight(services, options.rerank_fusion_weight)
+    )
     ranked: dict[str, list[tuple[str, float]]] = {}
     started = time.perf_counter()
     for query_id, text in tqdm(dataset.queries.items(), desc=f"{dataset.name} {stage.name}", unit="query",
@@ -288,12 +250,14 @@ def run_stage(services, dataset: Dataset, collection: str, stage: Stage, options
     # trec_eval orders by score; the pipeline's order is the truth (scores of a fused or
     # reranked list may tie or be on another scale), so metrics see a score from the rank.
     run = {q: {doc: float(len(docs) - i) for i, (doc, _) in enumerate(docs)} for q, docs in ranked.items()}
-    return StageResult(evaluate(dataset.qrels, run), seconds, ranked)
+    values = per_query(dataset.qrels, run)
+    means = {name: float(np.mean(list(v.values()))) if v else 0.0 for name, v in values.items()}
+    return StageResult(means, seconds, ranked, values)
 
 
 def evaluate_dataset(services, dataset: Dataset, collection: str, options: EvalOptions) -> dict:
     """Ingest if needed, run each stage, and return the dataset's report section (JSON-ready)."""
-    stages, skipped = select_stages(services, options.stages)
+    stages, skipped = select_stages(services, options.stages, options.rerank_fusion_weight)
     dataset = dataset.limited(options.limit_queries).sampled(options.corpus_sample, options.seed)
     if dataset.sampled_from is not None and options.announce:
         options.announce(
@@ -302,6 +266,9 @@ def evaluate_dataset(services, dataset: Dataset, collection: str, options: EvalO
         )
     ingestion = prepare_collection(services, dataset, collection, options)
     results = {stage.name: run_stage(services, dataset, collection, stage, options) for stage in stages}
+    paired = paired_against_first({name: r.per_query[PAIRED_METRIC] for name, r in results.items()},
+                                  resamples=options.bootstrap_resamples, seed=options.seed)
+    weight = fusion_weight(services, options.rerank_fusion_weight)
     return {
         "dataset": dataset.name,
         "path": str(dataset.path),
@@ -317,6 +284,8 @@ def evaluate_dataset(services, dataset: Dataset, collection: str, options: EvalO
                 "metrics": {k: round(v, 5) for k, v in result.metrics.items()},
                 "seconds": round(result.seconds, 2),
                 "ms_per_query": round(result.ms_per_query, 1),
+                **({"rerank_fusion_dense_weight": weight} if name == "reranked-fused" else {}),
+                **({"paired": {"metric": PAIRED_METRIC, **paired[name]}} if name in paired else {}),
             }
             for name, result in results.items()
         },

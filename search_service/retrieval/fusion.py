@@ -21,8 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from search_service.errors import InvalidRequestError
+
 RRF_K = 60
 METHODS = ("rrf", "weighted")
+# The score each search mode retrieves its candidates by: rerank fusion's first-stage score.
+FIRST_STAGE_SCORE = {"dense": "dense_score", "sparse": "sparse_score", "hybrid": "fusion_score"}
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,27 @@ def rerank_fusion_order(rerank: Sequence[float], first_stage: Sequence[float], d
     """The candidates' positions, best fused score first; ties keep the first stage's order."""
     fused = rerank_fusion_scores(rerank, first_stage, dense_weight)
     return sorted(range(len(fused)), key=lambda i: (-fused[i], i))
+
+
+def check_rerank_fusion_weight(weight) -> float:
+    """A rerank fusion dense weight (a number, or `{"dense_weight": w}`), checked: 0 <= w <= 1."""
+    if isinstance(weight, dict):
+        weight = weight.get("dense_weight", 0.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        raise InvalidRequestError(
+            f"rerank_fusion.dense_weight must be a number between 0 and 1, got {weight!r}",
+            code="invalid_rerank_fusion",
+        )
+    return float(weight)
+
+
+def describe_rerank_fusion(mode: str, weight: float) -> dict | None:
+    """The response's `rerank_fusion`: what a reranked search fused (None: nothing, w = 0)."""
+    if weight <= 0:
+        return None
+    return {
+        "dense_weight": weight,
+        "rerank_weight": round(1 - weight, 12),
+        "first_stage_score": FIRST_STAGE_SCORE[mode],
+        "normalization": "zscore",  # per query, over its reranked candidates
+    }

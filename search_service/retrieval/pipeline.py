@@ -32,7 +32,13 @@ import numpy as np
 from search_service.errors import InvalidRequestError, NotFoundError
 from search_service.rerankers.base import sigmoid
 from search_service.retrieval.context import ContextTokenizers, pack_context
-from search_service.retrieval.fusion import Fusion, fuse, rerank_fusion_scores
+from search_service.retrieval.fusion import (
+    Fusion,
+    check_rerank_fusion_weight,
+    describe_rerank_fusion,
+    fuse,
+    rerank_fusion_scores,
+)
 from search_service.retrieval.rerank_cache import RerankCache, score_with_cache
 from search_service.retrieval.sparse import SparseIndexManager
 from search_service.retrieval.vector_store import VectorStore
@@ -40,7 +46,6 @@ from search_service.store import collections as store
 from search_service.store.db import Database
 
 MODES = ("dense", "sparse", "hybrid")
-FIRST_STAGE_SCORE = {"dense": "dense_score", "sparse": "sparse_score", "hybrid": "fusion_score"}
 
 
 class Timer:
@@ -96,18 +101,6 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise InvalidRequestError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", code="invalid_mode")
     return mode
-
-
-def check_rerank_fusion_weight(weight) -> float:
-    """A rerank fusion dense weight (a number, or `{"dense_weight": w}`), checked: 0 <= w <= 1."""
-    if isinstance(weight, dict):
-        weight = weight.get("dense_weight", 0.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
-        raise InvalidRequestError(
-            f"rerank_fusion.dense_weight must be a number between 0 and 1, got {weight!r}",
-            code="invalid_rerank_fusion",
-        )
-    return float(weight)
 
 
 def _fusion(fusion) -> Fusion:
@@ -252,7 +245,7 @@ class SearchPipeline:
             "fusion": fusion.describe() if fusion is not None else None,
             "results": results,
             "reranked": model is not None,
-            "rerank_fusion": self._describe_rerank_fusion(mode, fusion_weight) if model is not None else None,
+            "rerank_fusion": describe_rerank_fusion(mode, fusion_weight) if model is not None else None,
             "reranker": reranker_name,
             "context": context,
             "cache": {
@@ -261,17 +254,6 @@ class SearchPipeline:
                 "rerank_hit_rate": hit_rate,
             },
             "timings_ms": timings,
-        }
-
-    @staticmethod
-    def _describe_rerank_fusion(mode: str, weight: float) -> dict | None:
-        if weight <= 0:
-            return None
-        return {
-            "dense_weight": weight,
-            "rerank_weight": round(1 - weight, 12),
-            "first_stage_score": FIRST_STAGE_SCORE[mode],
-            "normalization": "zscore",  # per query, over its reranked candidates
         }
 
     @staticmethod

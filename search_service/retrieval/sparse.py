@@ -6,7 +6,8 @@ Two methods:
   `chunks.sparse` at ingestion; score = sum over shared token ids of query weight x chunk weight.
   Used when the embedder's checkpoint has a sparse head.
 - `bm25`: BM25 (bm25s, Lucene variant, k1=1.2, b=0.75, as Elasticsearch) over the chunk texts
-  with the CJK-aware analyzer of `retrieval.analyzer`. Works with any embedder.
+  with the CJK-aware, stemming analyzer of `retrieval.analyzer` (`RAG_SPARSE_LANGUAGE`). Works
+  with any embedder.
 
 `auto` picks `lexical` when the head is loaded, `bm25` otherwise. Like `IndexManager` for FAISS,
 each process keeps one index per (collection, method) and catches it up when the collection's
@@ -26,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from search_service.errors import InvalidRequestError
-from search_service.retrieval.analyzer import analyze
+from search_service.retrieval.analyzer import Analyzer
 from search_service.store.models import Chunk, Collection
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,9 @@ class _Cached:
 class SparseIndexManager:
     """This process's sparse indexes, kept in step with the database by `vector_version`."""
 
-    def __init__(self, head=None):
+    def __init__(self, head=None, analyzer: Analyzer | None = None):
         self.head = head  # a SparseHead, or None: BM25 only
+        self.analyzer = analyzer if analyzer is not None else Analyzer()
         self._cache: dict[tuple[int, str], _Cached] = {}
         self._lock = threading.RLock()
 
@@ -124,7 +126,7 @@ class SparseIndexManager:
         return self.head.encode(texts) if self.head is not None and texts else None
 
     def query_terms(self, method: str, query: str):
-        return self.head.encode([query])[0] if method == "lexical" else analyze(query)
+        return self.head.encode([query])[0] if method == "lexical" else self.analyzer(query)
 
     def search(self, session: Session, collection: Collection, method: str, terms, k: int, allowed_ids: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Catch up, then score, under one lock: a search never sees a half-updated index."""
@@ -152,7 +154,7 @@ class SparseIndexManager:
         for start in range(0, len(missing), FETCH_BATCH):
             batch = missing[start : start + FETCH_BATCH]
             for chunk_id, value in session.execute(select(Chunk.id, column).where(Chunk.id.in_(batch))):
-                cached.items[chunk_id] = (value or {}) if method == "lexical" else analyze(value or "")
+                cached.items[chunk_id] = (value or {}) if method == "lexical" else self.analyzer(value or "")
         ids = np.array(sorted(cached.items), dtype=np.int64)
         values = [cached.items[int(i)] for i in ids]
         cached.scorer = LexicalScorer(ids, values) if method == "lexical" else BM25Scorer(ids, values)

@@ -148,6 +148,7 @@ async function loadRerankers() {
     box.disabled = !body.default;
     box.checked = Boolean(body.default);
     box.parentElement.title = body.default ? `default reranker: ${body.default}` : "no reranker is loaded";
+    $("fusion-weight").disabled = !body.default;
   } catch (_) {
     /* no key yet: leave the box as it is */
   }
@@ -275,12 +276,21 @@ function resultColumns(body) {
       value: (r) => fixed(r.fusion_score, 5) });
   }
   if (body.reranked) columns.push({ title: "rerank score", tip: "reranker logit", value: (r) => fixed(r.rerank_score) });
+  if (body.rerank_fusion) {
+    const f = body.rerank_fusion;
+    columns.push({ title: "fused score", tip: `${f.rerank_weight} × z(rerank score) + ${f.dense_weight} × z(${f.first_stage_score}), z-scores over this query's candidates`,
+      value: (r) => fixed(r.rerank_fusion_score) });
+  }
   columns.push({ title: "score", tip: "returned score", value: (r) => fixed(r.score) });
   return columns;
 }
 
 function orderLabel(body) {
   const mode = body.mode || "dense";
+  const fused = body.rerank_fusion;
+  if (body.reranked && fused) {
+    return `${mode} candidates, reranked by ${body.reranker}, fused with ${fused.first_stage_score} (dense weight ${fused.dense_weight})`;
+  }
   if (body.reranked) return `${mode} candidates, reranked by ${body.reranker}`;
   return `${mode}, not reranked (${mode === "hybrid" ? "fusion" : mode} order)`;
 }
@@ -357,6 +367,12 @@ async function search() {
   if (budget > 0) body.context_budget_tokens = budget;
   if ($("mode").value) body.mode = $("mode").value;
   if (!$("rerank").checked) body.rerank = false;
+  const weight = $("fusion-weight").value.trim();
+  if ($("rerank").checked && weight !== "") {
+    const value = Number(weight);
+    if (!(value >= 0 && value <= 1)) throw new ApiError(0, "invalid_weight", "the dense weight is a number from 0 to 1");
+    body.rerank_fusion = { dense_weight: value };
+  }
   clearResults();
   $("search-info").textContent = "searching…";
   try {

@@ -102,12 +102,15 @@ def test_eval_rejects_bad_requests(env, tmp_path):
     for args, message in [
         (["--stages", "dense,bogus"], "unknown stage 'bogus'"),
         (["--stages", "reranked"], "no reranker is configured"),
+        (["--stages", "dense,reranked-fused", "--rerank-fusion-weight", "0.3"], "no reranker is configured"),
         (["--reingest", "--reuse"], "exclude each other"),
         (["--split", "dev"], "dev.tsv is missing"),
     ]:
         result = invoke(env, "eval", "--dataset", str(dataset), "-c", "tiny", "-o", str(tmp_path / "o"), *args)
         assert result.exit_code == 1, args
         assert message in result.output, (args, result.output)
+    out_of_range = invoke(env, "eval", "--dataset", str(dataset), "-c", "tiny", "--rerank-fusion-weight", "1.5")
+    assert out_of_range.exit_code == 2 and "1.5 is not in the range" in out_of_range.output
 
 
 def test_eval_corpus_sample_keeps_judged_documents_and_says_so(env, tmp_path):

@@ -7,6 +7,13 @@ import pytest
 
 from search_service.errors import ConflictError, InvalidRequestError
 from search_service.evaluation import EvalOptions, load_dataset, run_evaluation
+from search_service.evaluation.fusion_weight import (
+    best_weight,
+    collect_candidates,
+    fused_ranking,
+    sweep,
+)
+from search_service.evaluation.report import markdown
 from search_service.evaluation.runner import (
     STAGE_NAMES,
     Stage,
@@ -41,11 +48,24 @@ def test_stages_follow_what_the_pipeline_takes():
     def with_mode(self, collection, query, *, top_k, candidates, rerank=None, mode="hybrid"):
         pass
 
+    def with_fusion(self, collection, query, *, top_k, candidates, rerank=None, mode="hybrid", rerank_fusion=None):
+        pass
+
     stages, skipped = select_stages(fake_services(without_mode), None)
     assert [s.name for s in stages] == ["dense"]
-    assert set(skipped) == {"sparse", "hybrid", "reranked"} and "mode='sparse'" in skipped["sparse"]
+    assert set(skipped) == {"sparse", "hybrid", "reranked", "reranked-fused"} and "mode='sparse'" in skipped["sparse"]
     stages, skipped = select_stages(fake_services(with_mode, rerankers=["r"]), None)
+    assert [s.name for s in stages] == list(STAGE_NAMES[:-1])
+    assert skipped == {"reranked-fused": "the search pipeline has no rerank_fusion="}
+    # the fused stage needs a weight above 0: from the options, else the pipeline's default
+    stages, skipped = select_stages(fake_services(with_fusion, rerankers=["r"]), None)
+    assert "reranked-fused" in skipped and "--rerank-fusion-weight" in skipped["reranked-fused"]
+    stages, skipped = select_stages(fake_services(with_fusion, rerankers=["r"]), None, 0.4)
     assert [s.name for s in stages] == list(STAGE_NAMES) and skipped == {}
+    with pytest.raises(InvalidRequestError, match="cannot run stage reranked-fused"):
+        select_stages(fake_services(with_fusion, rerankers=["r"]), ["dense", "reranked-fused"])
+    assert Stage("reranked", mode="dense", rerank=True).search_options(True, 0.4) == {"rerank": True, "mode": "dense", "rerank_fusion": 0.0}
+    assert Stage("f", mode="dense", rerank=True, fused=True).search_options(True, 0.4)["rerank_fusion"] == 0.4
     with pytest.raises(InvalidRequestError, match="cannot run stage hybrid"):
         select_stages(fake_services(without_mode), ["dense", "hybrid"])
     # with mode=, the dense stage asks for dense explicitly (the pipeline's default may be hybrid)
@@ -96,6 +116,35 @@ def test_reranked_stage_runs_the_configured_reranker(tmp_path, sqlite_url, make_
     assert all(len(docs) == len(TINY_IDS) for docs in section["runs"]["reranked"].values())
     documents = {d for docs in section["runs"]["reranked"].values() for d, _ in docs}
     assert documents == set(TINY_IDS)
+
+
+def test_fused_stage_is_paired_with_dense_and_the_weight_sweep_reproduces_it(tmp_path, sqlite_url, make_services, tiny_reranker):
+    services = make_services(sqlite_url, tiny_reranker)
+    dataset = load_dataset(write_tiny(tmp_path / "tiny"))
+    options = EvalOptions(progress=False, stages=("dense", "reranked", "reranked-fused"), rerank_fusion_weight=0.5,
+                          bootstrap_resamples=1_000)
+    (section,) = run_evaluation(services, [(dataset, "tiny")], options, command="test")["datasets"]
+    stages = section["stages"]
+    assert "paired" not in stages["dense"] and stages["reranked-fused"]["rerank_fusion_dense_weight"] == 0.5
+    for name in ("reranked", "reranked-fused"):
+        paired = stages[name]["paired"]
+        assert paired["baseline"] == "dense" and paired["metric"] == "nDCG@10" and paired["resamples"] == 1_000
+        assert paired["wins"] + paired["losses"] + paired["ties"] == len(dataset.queries)
+        assert paired["ci95"][0] <= paired["mean_difference"] <= paired["ci95"][1]
+        gap = stages[name]["metrics"]["nDCG@10"] - stages["dense"]["metrics"]["nDCG@10"]
+        assert paired["mean_difference"] == pytest.approx(gap, abs=2e-5)
+    report = markdown({"created": "now", "command": "test", "settings": {"embedder_model": "m", "reranker_model": "r"},
+                       "datasets": [{k: v for k, v in section.items() if k != "runs"}]})
+    assert "Paired against `dense` on nDCG@10" in report and "| reranked-fused (dense weight 0.5) |" in report
+    # one reranking pass, fused offline for each weight, gives the pipeline's own rankings
+    candidates = collect_candidates(services, "tiny", dataset.queries, depth=options.depth, progress=False)
+    for weight, name in ((0.0, "reranked"), (0.5, "reranked-fused")):
+        assert {q: fused_ranking(c, weight) for q, c in candidates.items()} == {
+            q: [doc for doc, _ in docs] for q, docs in section["runs"][name].items()}
+    scores = dict(sweep(dataset.qrels, candidates, (0.0, 0.5)))
+    assert scores[0.0] == pytest.approx(stages["reranked"]["metrics"]["nDCG@10"], abs=1e-4)
+    assert scores[0.5] == pytest.approx(stages["reranked-fused"]["metrics"]["nDCG@10"], abs=1e-4)
+    assert best_weight(dataset.qrels, candidates, (0.0, 0.5)) == max(scores.items(), key=lambda kv: (kv[1], -kv[0]))
 
 
 def test_refuses_a_collection_holding_other_documents(tmp_path, sqlite_url, make_services):
