@@ -78,6 +78,12 @@ def test_finetune_data_then_finetune_then_search_with_it_and_resume(env, tmp_pat
     assert invoke(env, "finetune-data", "-c", "sf", "--dataset", folder, "-o", again, "--dev-queries", 3,
                   "--depth", 10, "--seed", 7).exit_code == 0
     assert (again / "train.jsonl").read_bytes() == (data / "train.jsonl").read_bytes()  # seeded
+    hybrid = invoke(env, "finetune-data", "-c", "sf", "--dataset", folder, "-o", tmp_path / "hybrid",
+                    "--mode", "hybrid", "--dev-queries", 0, "--depth", 10, "--hard-negatives", 2)
+    assert hybrid.exit_code == 0, hybrid.output
+    lines = [json.loads(line) for line in (tmp_path / "hybrid" / "train.jsonl").read_text().splitlines()]
+    assert len(lines) == TRAIN_QUERIES and all(len(line["neg"]) == 3 for line in lines)
+    assert (tmp_path / "hybrid" / "dev.jsonl").read_text() == ""
 
     model = tmp_path / "model"
     common = ["finetune", "--data", data, "--base-model", tiny_reranker_dir, "--output", model,
