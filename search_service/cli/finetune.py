@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -13,7 +12,16 @@ from search_service.errors import ServiceError
 
 
 def _command_line() -> str:
-    return shlex.join(["search-service", *sys.argv[1:]])
+    """This command's line, from its parsed options (global options are settings: not repeated)."""
+    here = click.get_current_context()
+    words = ["search-service", here.info_name or ""]
+    for param in here.command.params:
+        value = here.params.get(param.name)
+        if value in (None, False, param.default):
+            continue
+        flag = max(param.opts, key=len)
+        words += [flag] if value is True else [flag, str(value)]
+    return shlex.join(words)
 
 
 @main.command("finetune-data")

@@ -97,12 +97,14 @@ def test_finetune_data_then_finetune_then_search_with_it_and_resume(env, tmp_pat
     assert report["dev"]["queries"] == 3 and 0 <= report["dev"]["best_dense_weight"] <= 1
     card = (model / "README.md").read_text()
     assert "tiny" in card and "dense weight" in card and "| reranked |" in card
+    assert f"Command: `search-service finetune --data {data} --base-model" in card
 
-    # the checkpoint as the service loads it: RAG_RERANKER_MODEL, encoder family, a reranked search
-    served = invoke({**env, "RAG_RERANKER_MODEL": str(model)}, "search", "sclerosis", "-c", "sf", "--json")
+    # the checkpoint as the service loads it: an RAG_RERANKERS entry, encoder family, a reranked search
+    served = invoke({**env, "RAG_RERANKERS": f"ft={model}"}, "search", "sclerosis", "-c", "sf", "--json")
     assert served.exit_code == 0, served.output
     response = json.loads(served.stdout)
-    assert response["reranked"] is True and response["results"][0]["rerank_score"] is not None
+    assert response["reranked"] is True and response["reranker"] == "ft"
+    assert response["results"][0]["rerank_score"] is not None
 
     refused = invoke(env, *common, "--max-steps", 4)
     assert refused.exit_code == 1 and "--resume" in refused.output
