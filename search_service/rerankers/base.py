@@ -30,6 +30,14 @@ DEFAULT_MAX_LENGTH = 512  # FlagEmbedding's default
 DEFAULT_BATCH_SIZE = 32
 
 
+def bfloat16_on_gpu(device: str) -> str | None:
+    """`default_dtype` of the families published in bfloat16 (or whose activations overflow
+    float16): bfloat16 on a GPU that has it, else float16; None (the usual default) elsewhere."""
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return None
+
+
 def sigmoid(value: float) -> float:
     # Split by sign so math.exp never overflows on large logits.
     if value >= 0:

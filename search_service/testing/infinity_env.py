@@ -40,10 +40,7 @@ def environment_dir() -> Path:
 
 def ensure_infinity_env() -> Path:
     """The Infinity venv's Python, building the venv from the lock file the first time."""
-    key = pinned_env.environment_key(LOCK_FILE)
-    return pinned_env.ensure(
-        environment_dir(), lambda venv: pinned_env.build(venv, LOCK_FILE, key), "Infinity"
-    )
+    return pinned_env.ensure_from_lock("infinity", LOCK_FILE, DIR_VARIABLE, "Infinity")
 
 
 def free_port() -> int:

@@ -30,10 +30,7 @@ def environment_dir() -> Path:
 
 def ensure_mxbai_env() -> Path:
     """The mxbai-rerank venv's Python, building the venv from the lock file the first time."""
-    key = pinned_env.environment_key(LOCK_FILE)
-    return pinned_env.ensure(
-        environment_dir(), lambda venv: pinned_env.build(venv, LOCK_FILE, key), "mxbai-rerank"
-    )
+    return pinned_env.ensure_from_lock("mxbai-reference", LOCK_FILE, DIR_VARIABLE, "mxbai-rerank")
 
 
 if __name__ == "__main__":

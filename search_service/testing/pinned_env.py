@@ -90,3 +90,14 @@ def ensure(venv: Path, build_env: Callable[[Path], None], what: str) -> Path:
             log.info("building the %s env in %s (a few minutes, once)", what, venv)
             build_env(venv)
     return python
+
+
+def ensure_from_lock(name: str, lock_file: Path, dir_variable: str, what: str) -> Path:
+    """The Python of the env `name` built from `lock_file` (see `environment_dir`), built first
+    if it is not there yet."""
+    key = environment_key(lock_file)
+    return ensure(
+        environment_dir(name, lock_file, dir_variable),
+        lambda venv: build(venv, lock_file, key),
+        what,
+    )

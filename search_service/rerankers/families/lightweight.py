@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from search_service.errors import ConfigurationError, InvalidRequestError, ModelLoadError
-from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, bfloat16_on_gpu
 from search_service.rerankers.checkpoint import Checkpoint, load_with_fast_tokenizer
 from search_service.rerankers.families.decoder import (
     LayeredDecoderReranker,
@@ -144,9 +144,7 @@ class LightweightReranker(LayeredDecoderReranker):
     @classmethod
     def default_dtype(cls, device: str) -> str | None:
         # Gemma2's activations overflow float16: bfloat16 where the GPU has it.
-        if device.startswith("cuda"):
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return None
+        return bfloat16_on_gpu(device)
 
     @property
     def layers(self) -> list[int]:

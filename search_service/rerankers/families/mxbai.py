@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from search_service.errors import ModelLoadError
-from search_service.rerankers.base import DEFAULT_BATCH_SIZE
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, bfloat16_on_gpu
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 from search_service.rerankers.families.decoder import DecoderReranker
 from search_service.rerankers.families.decoder_inputs import DecoderFeature, truncate_only_second
@@ -124,9 +124,7 @@ class MxbaiReranker(DecoderReranker):
     @classmethod
     def default_dtype(cls, device: str) -> str | None:
         # The published checkpoints are bfloat16 (the reference loads them as such on a GPU).
-        if device.startswith("cuda"):
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return None
+        return bfloat16_on_gpu(device)
 
     @classmethod
     def load(

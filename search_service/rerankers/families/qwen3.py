@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from search_service.errors import ModelLoadError
-from search_service.rerankers.base import DEFAULT_BATCH_SIZE, Reranker
+from search_service.rerankers.base import DEFAULT_BATCH_SIZE, Reranker, bfloat16_on_gpu
 from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 from search_service.rerankers.families.decoder_inputs import DecoderInputBuilder, pad_batch
 
@@ -116,9 +116,7 @@ class Qwen3Reranker(Reranker):
     @classmethod
     def default_dtype(cls, device: str) -> str | None:
         # The published weights are bfloat16 (as vLLM and TEI serve them); float16 on request.
-        if device.startswith("cuda"):
-            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-        return None
+        return bfloat16_on_gpu(device)
 
     @classmethod
     def load(
