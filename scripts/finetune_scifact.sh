@@ -16,6 +16,8 @@ SCIFACT=${SCIFACT:-../shared/data/scifact}
 PY=${PYTHON:-.venv/bin/python}
 EPOCHS=${EPOCHS:-1.3}          # ~5,500 query-passage pairs: 1 positive + 4 negatives per list
 DEPTH=${DEPTH:-20}             # dense candidates reranked per test query
+MAX_LENGTH=${MAX_LENGTH:-256}  # tokens per pair in training: the query and the whole 254-token chunk
+LOSS=${LOSS:-multiple-negatives}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD RAG_DEVICE=${RAG_DEVICE:-cpu}
 export RAG_DATA_DIR=$WORK/data RAG_EMBEDDER_MODEL=${MINILM:-$($PY -c "from search_service.testing.minilm import minilm_path; print(minilm_path())")}
 cli() { "$PY" -m search_service "$@"; }
@@ -34,12 +36,13 @@ RAG_RERANKER_MODEL=none cli migrate
 [ -f "$WORK/ft-data/manifest.json" ] || step "finetune-data" env RAG_RERANKER_MODEL=none \
   "$PY" -m search_service finetune-data -c scifact-mteb --dataset "$SCIFACT" --split train -o "$WORK/ft-data" \
   --mode dense --depth 30 --hard-negatives 3 --random-negatives 1 --dev-queries 50 --seed 0
-# 3. The cross-encoder, from the real MiniLM: max length 128, ListNet over 1 positive + 4 negatives.
+# 3. The cross-encoder, from the real MiniLM: cross-entropy over lists of 1 positive + 4 mined
+#    negatives + 1 in-batch negative (FlagEmbedding's reranker loss), pairs cut to 256 tokens.
 if [ ! -f "$WORK/reranker/finetune.json" ]; then
   resume=(); compgen -G "$WORK/reranker/checkpoints/checkpoint-*" >/dev/null && resume=(--resume)
   step "finetune" env RAG_RERANKER_MODEL=none "$PY" -m search_service finetune --data "$WORK/ft-data" \
-    --base-model "$RAG_EMBEDDER_MODEL" -o "$WORK/reranker" --max-length 128 --group-size 5 --epochs "$EPOCHS" \
-    --batch-size 8 --learning-rate 4e-5 --loss listnet --seed 0 --rerank-depth "$DEPTH" "${resume[@]}"
+    --base-model "$RAG_EMBEDDER_MODEL" -o "$WORK/reranker" --max-length "$MAX_LENGTH" --group-size 5 --epochs "$EPOCHS" \
+    --batch-size 8 --learning-rate 4e-5 --loss "$LOSS" --seed 0 --rerank-depth "$DEPTH" "${resume[@]}"
 fi
 WEIGHT=$($PY -c "import json,sys; print(json.load(open(sys.argv[1]))['dev']['best_dense_weight'])" "$WORK/reranker/finetune.json")
 echo "dense weight chosen on the dev split (held-out train queries): $WEIGHT" >&2

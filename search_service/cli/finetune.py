@@ -95,7 +95,10 @@ def finetune_data(ctx: Context, collection, dataset, split, queries, qrels, judg
 @click.option("--max-steps", type=int, default=-1, help="Stop after N steps (overrides --epochs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Lists per step.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=4e-5, show_default=True)
-@click.option("--loss", type=click.Choice(["listnet", "lambda"]), default="listnet", show_default=True)
+@click.option("--loss", type=click.Choice(["multiple-negatives", "listnet", "lambda"]), default="multiple-negatives",
+              show_default=True, help="multiple-negatives: cross-entropy over each list with the positive as the "
+              "target (FlagEmbedding's reranker loss), plus one in-batch negative; listnet, lambda: listwise "
+              "losses over the same lists labelled 1/0.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save-steps", type=click.IntRange(min=1), default=50, show_default=True,
               help="Write a resumable checkpoint every N steps.")
@@ -106,7 +109,7 @@ def finetune_data(ctx: Context, collection, dataset, split, queries, qrels, judg
 @click.pass_obj
 def finetune(ctx: Context, data_dir, base_model, output, max_length, group_size, epochs, max_steps, batch_size,
              learning_rate, loss, seed, save_steps, resume, rerank_depth, bf16):
-    """Train an encoder reranker (CrossEncoderTrainer, listwise loss); writes a checkpoint RAG_RERANKERS loads."""
+    """Train an encoder reranker (CrossEncoderTrainer); writes a checkpoint RAG_RERANKERS loads."""
     import json
 
     from search_service.finetuning import card

@@ -1,8 +1,13 @@
 """Train an encoder reranker with sentence-transformers' `CrossEncoderTrainer`.
 
 Each training line (`{"query", "pos", "neg"}`) gives one list per positive: the positive and
-`group_size - 1` of the line's negatives (a seeded draw when it has more), labelled 1 and 0, for
-a listwise loss (`ListNetLoss` by default, or `LambdaLoss`). The base model is any encoder
+`group_size - 1` of the line's negatives (a seeded draw when it has more). The default loss,
+`multiple-negatives`, is the one FlagEmbedding trains its rerankers with: cross-entropy of the
+raw logits over the list with the positive as the target (sentence-transformers'
+`MultipleNegativesRankingLoss`, which also adds one in-batch negative: another list's passage).
+`listnet` (`ListNetLoss`) and `lambda` (`LambdaLoss`) take the same lists labelled 1 and 0;
+ListNet's target is the softmax of those labels (0.40 on the positive of a list of 5), a much
+weaker signal. The base model is any encoder
 checkpoint (a directory or hub id): a sentence-transformers bi-encoder such as all-MiniLM-L6-v2
 gets a fresh one-label classification head. Checkpoints go to `<output>/checkpoints`, so
 `resume` continues from the last one; the final model is written to `<output>` as a one-label
@@ -19,7 +24,8 @@ from pathlib import Path
 
 from search_service.errors import InvalidRequestError
 
-LOSSES = ("listnet", "lambda")
+LOSSES = ("multiple-negatives", "listnet", "lambda")
+IN_BATCH_NEGATIVES = 1  # sentence-transformers needs at least 1 for multiple-negatives
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class TrainingOptions:
     batch_size: int = 8  # lists per step
     learning_rate: float = 4e-5
     warmup_ratio: float = 0.1
-    loss: str = "listnet"
+    loss: str = "multiple-negatives"
     seed: int = 0
     save_steps: int = 50
     device: str = "auto"  # cpu, cuda, cuda:N, auto
@@ -88,10 +94,22 @@ def listwise_rows(lines: list[dict], group_size: int, seed: int) -> dict[str, li
     return {"query": queries, "docs": docs, "labels": labels}
 
 
+def column_rows(lines: list[dict], group_size: int, seed: int) -> dict[str, list]:
+    """The same lists as columns `query`, `positive`, `negative_1`...: the shape
+    `MultipleNegativesRankingLoss` reads. A line with fewer negatives repeats them (columns are fixed)."""
+    lists = listwise_rows(lines, group_size, seed)
+    width = group_size - 1
+    columns: dict[str, list] = {"query": lists["query"], "positive": [docs[0] for docs in lists["docs"]]}
+    for index in range(width):
+        columns[f"negative_{index + 1}"] = [docs[1:][index % len(docs[1:])] for docs in lists["docs"]]
+    return columns
+
+
 def train(train_path: Path, output: Path, options: TrainingOptions, *, resume: bool = False) -> dict:
     """Train, save the model in `output` (no model card: `card.write` adds it); a summary dict."""
     import torch
     from datasets import Dataset
+    from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.cross_encoder import (
         CrossEncoder,
         CrossEncoderTrainer,
@@ -103,7 +121,8 @@ def train(train_path: Path, output: Path, options: TrainingOptions, *, resume: b
     if options.loss not in LOSSES:
         raise InvalidRequestError(f"loss must be one of {', '.join(LOSSES)}", code="invalid_option")
     lines = read_lines(train_path)
-    rows = listwise_rows(lines, options.group_size, options.seed)
+    multiple_negatives = options.loss == "multiple-negatives"
+    rows = (column_rows if multiple_negatives else listwise_rows)(lines, options.group_size, options.seed)
     checkpoints = output / "checkpoints"
     if resume and not any(checkpoints.glob("checkpoint-*")):
         raise InvalidRequestError(f"--resume: no checkpoint in {checkpoints} to resume from",
@@ -112,7 +131,11 @@ def train(train_path: Path, output: Path, options: TrainingOptions, *, resume: b
     set_seed(options.seed)  # the new classification head's initial weights
     model = CrossEncoder(options.base_model, num_labels=1, max_length=options.max_length,
                          device="cpu" if use_cpu else (None if options.device == "auto" else options.device))
-    loss = losses.ListNetLoss(model) if options.loss == "listnet" else losses.LambdaLoss(model)
+    if multiple_negatives:  # raw logits, no sigmoid or scale: FlagEmbedding's group cross-entropy
+        loss = losses.MultipleNegativesRankingLoss(model, num_negatives=IN_BATCH_NEGATIVES, scale=1.0,
+                                                   activation_fn=None)
+    else:
+        loss = losses.ListNetLoss(model) if options.loss == "listnet" else losses.LambdaLoss(model)
     arguments = CrossEncoderTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=options.epochs,
@@ -131,6 +154,8 @@ def train(train_path: Path, output: Path, options: TrainingOptions, *, resume: b
         bf16=options.bf16 and not use_cpu,
         disable_tqdm=not options.progress,
         dataloader_num_workers=0,
+        # no query or passage twice in a batch: an in-batch negative is never another positive of its query
+        batch_sampler=BatchSamplers.NO_DUPLICATES if multiple_negatives else BatchSamplers.BATCH_SAMPLER,
     )
     trainer = CrossEncoderTrainer(model=model, args=arguments, train_dataset=Dataset.from_dict(rows), loss=loss)
     started = time.perf_counter()
@@ -141,7 +166,9 @@ def train(train_path: Path, output: Path, options: TrainingOptions, *, resume: b
     return {
         "training_lines": len(lines),
         "lists": len(rows["query"]),
-        "pairs": sum(len(d) for d in rows["docs"]),
+        "pairs": (len(rows["query"]) * (options.group_size + IN_BATCH_NEGATIVES) if multiple_negatives
+                  else sum(len(docs) for docs in rows["docs"])),  # pairs scored per epoch
+        "loss": options.loss,
         "steps": result.global_step,
         "train_loss": round(float(result.training_loss), 5),
         "seconds": round(seconds, 1),
