@@ -9,22 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from search_service.env_values import (
-    RERANKER_NAME,
-    float_value,
-    parse_auto_int,
-    parse_int,
-    parse_list,
-    parse_model_aliases,
-    parse_optional_model,
-    parse_rate,
-    parse_rerankers,
-    parse_size,
-    parse_switch,
-    text_value,
-)
+from search_service.env_values import RERANKER_NAME
 from search_service.errors import ConfigurationError
 from search_service.remote.config import EMBED_PROTOCOLS, RERANK_PROTOCOLS, RemoteConfig
+from search_service.settings_env import ENVIRONMENT
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 RERANKER_RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx*: encoder family, CPU (rerankers/runtimes/)
@@ -314,71 +302,3 @@ class Settings:
             values["reranker_model"] = None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-
-# Variable -> (Settings attribute, parser). The README's settings table documents each one.
-ENVIRONMENT = {
-    "RAG_DATA_DIR": ("data_dir", lambda _n, raw: Path(raw)),
-    "RAG_DATABASE_URL": ("database_url", text_value),
-    "RAG_EMBEDDER_MODEL": ("embedder_model", text_value),
-    "RAG_EMBEDDER_URL": ("embedder_url", lambda _n, raw: parse_optional_model(raw)),
-    "RAG_EMBEDDER_PROTOCOL": ("embedder_protocol", lambda _n, raw: raw.strip().lower()),
-    "RAG_EMBEDDER_REMOTE_MODEL": ("embedder_remote_model", lambda _n, raw: parse_optional_model(raw)),
-    "RAG_EMBEDDER_TIMEOUT_S": ("embedder_timeout_s", float_value),
-    "RAG_RERANKER_MODEL": ("reranker_model", lambda _n, raw: parse_optional_model(raw)),
-    "RAG_RERANKER_FAMILY": ("reranker_family", lambda _n, raw: parse_optional_model(raw)),
-    "RAG_RERANKERS": ("rerankers", parse_rerankers),
-    "RAG_MODEL_ALIASES": (("builtin_model_aliases", "model_aliases"), parse_model_aliases),
-    "RAG_RERANKER_RUNTIME": ("reranker_runtime", lambda _n, raw: raw.strip().lower()),
-    "RAG_RERANKER_DTYPE": ("reranker_dtype", lambda _n, raw: raw.strip().lower()),
-    "RAG_ONNX_CACHE_DIR": ("onnx_cache_dir", lambda _n, raw: Path(raw).expanduser()),
-    "RAG_DEVICE": ("device", lambda _n, raw: raw.strip().lower()),
-    "RAG_CANDIDATES": ("candidates", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_TOP_K": ("top_k", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_CHUNK_TOKENS": ("chunk_tokens", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_CHUNK_OVERLAP": ("chunk_overlap", lambda n, raw: parse_int(n, raw, 0)),
-    "RAG_MAX_UPLOAD_BYTES": ("max_upload_bytes", parse_size),
-    "RAG_EMBED_BATCH_SIZE": ("embed_batch_size", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_HOST": ("host", text_value),
-    "RAG_PORT": ("port", lambda n, raw: parse_int(n, raw, 0)),
-    "RAG_WORKER_POLL_SECONDS": ("worker_poll_seconds", float_value),
-    "RAG_SEARCH_MODE": ("search_mode", lambda _n, raw: raw.strip().lower()),
-    "RAG_SPARSE_LANGUAGE": ("sparse_language", text_value),
-    "RAG_RERANK_FUSION_DENSE_WEIGHT": ("rerank_fusion_dense_weight", float_value),
-    "RAG_RERANK_CACHE_SIZE": ("rerank_cache_size", lambda n, raw: parse_int(n, raw, 0)),
-    "RAG_RERANK_TOKEN_CACHE": ("rerank_token_cache", lambda n, raw: parse_int(n, raw, 0)),
-    "RAG_CONTEXT_TOKENIZERS": ("context_tokenizers", lambda _n, raw: parse_list(raw)),
-    "RAG_BATCHING": ("batching", lambda n, raw: parse_switch(n, raw)),
-    "RAG_BATCH_MAX_DELAY_MS": ("batch_max_delay_ms", float_value),
-    "RAG_BATCH_TOKEN_BUDGET": ("batch_token_budget", lambda n, raw: parse_auto_int(n, raw, 1)),
-    "RAG_BATCH_MAX_SIZE": ("batch_max_size", lambda n, raw: parse_auto_int(n, raw, 1)),
-    "RAG_BATCH_PIPELINE": ("batch_pipeline", lambda n, raw: parse_switch(n, raw)),
-    "RAG_RERANK_QUEUE_MAX": ("rerank_queue_max", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_QUERY_CACHE_SIZE": ("query_cache_size", lambda n, raw: parse_int(n, raw, 0)),
-    "RAG_INDEX_TYPE": ("index_type", lambda _n, raw: raw.strip().lower()),
-    "RAG_INDEX_FLAT_MAX": ("index_flat_max", lambda n, raw: parse_int(n, raw, 0)),
-    "RAG_INDEX_NPROBE": ("index_nprobe", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_INDEX_EF_SEARCH": ("index_ef_search", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_VECTOR_BACKEND": ("vector_backend", lambda _n, raw: raw.strip().lower()),
-    "RAG_PGVECTOR_TYPE": ("pgvector_type", lambda _n, raw: raw.strip().lower()),
-    "RAG_PGVECTOR_HNSW_M": ("pgvector_hnsw_m", lambda n, raw: parse_int(n, raw, 2)),
-    "RAG_PGVECTOR_EF_CONSTRUCTION": ("pgvector_ef_construction", lambda n, raw: parse_int(n, raw, 4)),
-    "RAG_PGVECTOR_EF_SEARCH": ("pgvector_ef_search", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_PGVECTOR_ITERATIVE_SCAN": ("pgvector_iterative_scan", lambda _n, raw: raw.strip().lower()),
-    "RAG_JOB_LEASE_SECONDS": ("job_lease_seconds", float_value),
-    "RAG_JOB_MAX_ATTEMPTS": ("job_max_attempts", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_JOB_UNCLAIMED_WARN_S": ("job_unclaimed_warn_s", float_value),
-    "RAG_PARSE_TIMEOUT_SECONDS": ("parse_timeout_seconds", float_value),
-    "RAG_PARSE_MEMORY_BYTES": ("parse_memory_bytes", parse_size),
-    "RAG_AUTH": ("auth", lambda n, raw: parse_switch(n, raw)),
-    "RAG_MAX_QUERY_CHARS": ("max_query_chars", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_MAX_RERANK_DOCUMENTS": ("max_rerank_documents", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_MAX_TOP_K": ("max_top_k", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_MAX_CANDIDATES": ("max_candidates", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_MAX_EMBEDDING_INPUTS": ("max_embedding_inputs", lambda n, raw: parse_int(n, raw, 1)),
-    "RAG_RATE_LIMIT": ("rate_limit", lambda n, raw: parse_rate(n, raw)),
-    "RAG_RATE_LIMIT_STORAGE": ("rate_limit_storage", text_value),
-    "RAG_CORS_ORIGINS": ("cors_origins", lambda _n, raw: tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())),
-    "RAG_LOG_FORMAT": ("log_format", lambda _n, raw: raw.strip().lower()),
-    "RAG_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_seconds", float_value),
-}

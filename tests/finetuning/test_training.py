@@ -8,7 +8,13 @@ import torch
 from safetensors.torch import load_file
 
 from search_service.errors import InvalidRequestError
-from search_service.finetuning.training import LOSSES, TrainingOptions, column_rows, listwise_rows, train
+from search_service.finetuning.training import (
+    LOSSES,
+    TrainingOptions,
+    column_rows,
+    listwise_rows,
+    train,
+)
 from search_service.rerankers import load_reranker
 
 LINES = [
