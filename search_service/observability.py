@@ -1,4 +1,4 @@
-"""Request ids, structured JSON logs and Prometheus metrics.
+"""Request ids and Prometheus metrics (the log formats are logs.py).
 
 Every request gets an id (the client's `X-Request-ID` when it is a sane token, else a new one),
 echoed in the response's `X-Request-ID` and attached to every log line written while serving it.
@@ -9,14 +9,12 @@ process, whoever ingested.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 import uuid
-from datetime import UTC, datetime
 
-from flask import Flask, g, has_request_context, request
+from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
@@ -26,92 +24,6 @@ access_log = logging.getLogger("search_service.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-
-
-def request_id() -> str | None:
-    return g.get("request_id") if has_request_context() else None
-
-
-def iso_time(record: logging.LogRecord) -> str:
-    """ISO 8601 in UTC with its offset, as every timestamp the service shows."""
-    return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-
-
-class TextFormatter(logging.Formatter):
-    """`RAG_LOG_FORMAT=text` and the CLI: one line per record, its time in ISO 8601 with the offset."""
-
-    def __init__(self):
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def formatTime(self, record, datefmt=None):
-        return iso_time(record)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id and any `extra` fields."""
-
-    RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        body = {
-            "ts": iso_time(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        rid = getattr(record, "request_id", None) or request_id()
-        if rid:
-            body["request_id"] = rid
-        body.update({k: v for k, v in vars(record).items() if k not in self.RESERVED and k != "request_id"})
-        if record.exc_info:
-            body["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str, ensure_ascii=False)
-
-
-OWN_LOGGERS = ("search_service", "ingestion", "waitress")
-
-
-class DebugNeedsVerbose(logging.Filter):
-    """Drops records below INFO: some libraries (bm25s) set their own loggers to DEBUG, and their
-    lines should reach the log only with `-v`."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.INFO
-
-
-def setup_logging(verbose: bool) -> None:
-    """The CLI's logging: our packages at INFO (DEBUG with -v), everyone else at WARNING, and no
-    library's DEBUG lines without -v whatever level it set for itself."""
-    root = logging.getLogger()
-    if not root.handlers:  # as logging.basicConfig: a host that configured logging keeps its own
-        handler = logging.StreamHandler()
-        handler.setFormatter(TextFormatter())
-        root.addHandler(handler)
-        root.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    for package in OWN_LOGGERS:
-        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)
-    for handler in logging.getLogger().handlers:
-        for old in [f for f in handler.filters if isinstance(f, DebugNeedsVerbose)]:
-            handler.removeFilter(old)
-        if not verbose:
-            handler.addFilter(DebugNeedsVerbose())
-
-
-def configure_logging(log_format: str) -> None:
-    """One format on one stream for serve and worker: JSON lines (`RAG_LOG_FORMAT=json`) or the
-    CLI's text lines, and no progress bars (model loading's would break the lines)."""
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as transformers_logging
-
-    disable_progress_bars()
-    transformers_logging.disable_progress_bar()
-    if log_format != "json":
-        return
-    root = logging.getLogger()
-    if not root.handlers:
-        root.addHandler(logging.StreamHandler())
-    for handler in root.handlers:
-        handler.setFormatter(JsonFormatter())
 
 
 class Metrics:

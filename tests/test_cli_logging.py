@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 SCRIPT = """
 import logging, sys
-from search_service.observability import setup_logging
+from search_service.logs import setup_logging
 setup_logging(verbose=sys.argv[1] == "-v")
 noisy = logging.getLogger("bm25s")
 noisy.setLevel(logging.DEBUG)  # what bm25s does for itself
@@ -34,7 +34,7 @@ def test_library_debug_lines_need_verbose():
 
 
 def test_setup_logging_twice_keeps_one_filter():
-    from search_service.observability import DebugNeedsVerbose, setup_logging
+    from search_service.logs import DebugNeedsVerbose, setup_logging
 
     handler = logging.StreamHandler()
     root = logging.getLogger()

@@ -8,8 +8,8 @@ from search_service.api.schemas import MAX_PAGE, CollectionCreate, DocumentsCrea
 from search_service.auth import visible_collections
 from search_service.errors import InvalidRequestError
 from search_service.identifiers import validate_document_id
+from search_service.logs import request_id
 from search_service.model_names import display_name
-from search_service.observability import request_id
 from search_service.store import collections as store
 from search_service.store.jobs import create_job, job_to_dict, list_jobs
 from search_service.store.models import JOB_STATES

@@ -82,6 +82,6 @@ def register_error_handlers(app: Flask) -> None:
 
 def server_error_message() -> str:
     """What a 5xx says: no SQL, parameters, paths or traceback; the request id finds them in the log."""
-    from search_service.observability import request_id
+    from search_service.logs import request_id
 
     return f"internal server error; see the server log for request id {request_id() or 'unknown'}"

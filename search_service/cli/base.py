@@ -33,7 +33,7 @@ def fail(message: str) -> None:
 @click.pass_context
 def main(ctx, data_dir, database_url, embedder_model, reranker_model, device, verbose):
     """Rerank-first retrieval service for RAG. Settings come from RAG_* variables; options override."""
-    from search_service.observability import setup_logging
+    from search_service.logs import setup_logging
 
     setup_logging(verbose)
     disable_reranker = reranker_model is not None and reranker_model.strip().lower() in DISABLED

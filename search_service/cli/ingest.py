@@ -66,7 +66,7 @@ def ingest(ctx: Context, paths, collection):
 @click.pass_obj
 def worker(ctx: Context, once):
     """Run the ingestion worker: claims queued upload jobs and indexes them."""
-    from search_service.observability import configure_logging
+    from search_service.logs import configure_logging
 
     configure_logging(ctx.settings.log_format)
     services = load_services(ctx, with_rerankers=False)

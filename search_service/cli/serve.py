@@ -29,7 +29,7 @@ def serve(ctx: Context, host, port, threads, server_kind, workers, ingest_worker
     if ingest_workers and server_kind == "gunicorn":
         fail("--ingest-workers runs with waitress only; beside gunicorn run `search-service worker`")
     from search_service.cli.startup import log_startup
-    from search_service.observability import configure_logging
+    from search_service.logs import configure_logging
 
     settings = ctx.settings.replace(host=host, port=port)
     configure_logging(settings.log_format)

@@ -129,7 +129,7 @@ def test_request_id_is_echoed_or_created(app_factory, sqlite_url):
 
 
 def test_json_logs_carry_the_request_id(app_factory, sqlite_url, caplog):
-    from search_service.observability import JsonFormatter
+    from search_service.logs import JsonFormatter
 
     client = app_factory(sqlite_url).test_client()
     with caplog.at_level(logging.INFO, logger="search_service.access"):
