@@ -23,6 +23,7 @@ import torch
 
 from search_service.errors import ConfigurationError, InvalidRequestError
 from search_service.rerankers.batching.budget import Launched, batch_rows, default_token_budget
+from search_service.rerankers.checkpoint import FamilyLoader
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,9 @@ def sigmoid(value: float) -> float:
     return exp / (1.0 + exp)
 
 
-class Reranker:
-    """Scores (query, passage) pairs; one instance per process, called from many request threads."""
+class Reranker(FamilyLoader):
+    """Scores (query, passage) pairs; one instance per process, called from many request threads.
+    `load` (from `FamilyLoader`) builds one from a checkpoint."""
 
     family: ClassVar[str] = "base"
     # The per-call family options `score`/`score_pairs`/`rank` accept besides the common
@@ -76,13 +78,6 @@ class Reranker:
         # One forward at a time: models are not safe to run from several threads at once, and
         # concurrent batches would only fight over the same device memory.
         self._forward_lock = threading.Lock()
-
-    @classmethod
-    def load(
-        cls, checkpoint: Any, *, device: Any = None, dtype: Any = None, **options: Any
-    ) -> Reranker:
-        """Build the family's reranker from a resolved `Checkpoint` (see `load_reranker`)."""
-        raise NotImplementedError
 
     @classmethod
     def default_dtype(cls, device: str) -> str | None:

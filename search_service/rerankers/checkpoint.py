@@ -1,4 +1,5 @@
-"""Where a checkpoint lives: a local directory or a Hugging Face hub id, and its config.json."""
+"""Where a checkpoint lives: a local directory or a Hugging Face hub id, and its config.json; how
+a family loads its tokenizer and model from it (`FamilyLoader.load`, which `Reranker` inherits)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from search_service.errors import ModelLoadError
 
@@ -131,3 +132,64 @@ def load_with_fast_tokenizer(
         return tokenizer, load_model()
     except Exception as error:
         raise ModelLoadError(f"cannot load reranker {source!r}: {error}") from error
+
+
+class FamilyLoader:
+    """`load` for the reranker families (`Reranker` inherits it): the tokenizer and the model from
+    `_load_model`, then the family's constructor on them (`_loaded`)."""
+
+    family: ClassVar[str]
+    options: ClassVar[tuple[str, ...]]  # the per-call options (see `Reranker.options`)
+    # transformers' Auto class that the default `_load_model` builds the model with, by name:
+    # imported when a reranker loads, not with the family's module. Families with their own model
+    # code override `_load_model` instead.
+    auto_model: ClassVar[str | None] = None
+    # The keywords of `load` that go to `_load_model`.
+    model_options: ClassVar[tuple[str, ...]] = ("trust_remote_code", "attn_implementation")
+    # Constructor keywords `load` takes besides max_length, batch_size and the family's per-call
+    # `options` (whose load-time defaults they set): the encoder's query_max_length.
+    load_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def load(cls, checkpoint: Checkpoint, *, device: str, dtype: Any, **options: Any) -> Self:
+        """The family's reranker on a resolved `Checkpoint` (see `load_reranker`).
+
+        `options`: `model_options` go to `_load_model`; max_length, batch_size, the family's
+        `options` and `load_options` to its constructor. Any other is a TypeError, raised before
+        anything loads.
+        """
+        known = {*cls.model_options, "max_length", "batch_size", *cls.options, *cls.load_options}
+        for name in options:
+            if name not in known:
+                raise TypeError(
+                    f"{cls.__name__}.load() got an unexpected keyword argument {name!r}"
+                )
+        model_options = {name: options.pop(name) for name in cls.model_options if name in options}
+        tokenizer, model = cls._load_model(checkpoint, device, dtype, **model_options)
+        return cls._loaded(checkpoint, tokenizer, model, device, dtype, **options)
+
+    @classmethod
+    def _load_model(
+        cls, checkpoint: Checkpoint, device: str, dtype: Any, **model_options: Any
+    ) -> tuple[Any, Any]:
+        """(tokenizer, model) through transformers' `auto_model` class (`load_transformers_model`:
+        `model_options` are trust_remote_code and attn_implementation)."""
+        if cls.auto_model is None:
+            raise NotImplementedError(f"{cls.__name__} names no auto_model")
+        import transformers
+
+        auto_class = getattr(transformers, cls.auto_model)
+        return load_transformers_model(auto_class, checkpoint, device, dtype, **model_options)
+
+    @classmethod
+    def _loaded(
+        cls, checkpoint: Checkpoint, tokenizer: Any, model: Any, device: str, dtype: Any, **options
+    ) -> Self:
+        """The common tail of `load`: log, and build the reranker on the loaded model."""
+        source = checkpoint.name_or_path
+        logging.getLogger(cls.__module__).info(
+            "loaded %s reranker %s on %s (%s)", cls.family, source, device, dtype
+        )
+        return cls(
+            model=model, tokenizer=tokenizer, name=source, device=device, dtype=dtype, **options
+        )

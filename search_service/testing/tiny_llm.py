@@ -17,7 +17,6 @@ the pair's text), not by the `tokenizers` trainer, whose ids depend on hash orde
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import Counter
 from pathlib import Path
@@ -34,7 +33,7 @@ from tokenizers import (
 )
 from transformers import GemmaConfig, GemmaForCausalLM
 
-from search_service.testing.tokenizer_files import added_tokens_decoder
+from search_service.testing.tokenizer_files import added_tokens_decoder, learn_merges
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
 MAX_POSITION_EMBEDDINGS = 8192
@@ -84,28 +83,7 @@ def _learn_bpe(num_merges: int) -> tuple[list[str], list[tuple[str, str]]]:
     for word in REQUIRED_WORDS:
         counts[word] += 50
     alphabet = sorted({char for word in counts for char in word} | {"\n"})
-    words = {word: list(word) for word in counts}
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: Counter[tuple[str, str]] = Counter()
-        for word, pieces in words.items():
-            for pair in itertools.pairwise(pieces):
-                pairs[pair] += counts[word]
-        if not pairs:
-            break
-        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
-        merges.append(best)
-        for word, pieces in words.items():
-            merged, index = [], 0
-            while index < len(pieces):
-                if index + 1 < len(pieces) and (pieces[index], pieces[index + 1]) == best:
-                    merged.append(pieces[index] + pieces[index + 1])
-                    index += 2
-                else:
-                    merged.append(pieces[index])
-                    index += 1
-            words[word] = merged
-    return alphabet, merges
+    return alphabet, learn_merges(counts, num_merges)
 
 
 def build_tokenizer(num_merges: int = 300) -> Tokenizer:

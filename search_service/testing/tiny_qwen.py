@@ -22,13 +22,14 @@ left, as both rerankers' reference code sets it.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections import Counter
 from pathlib import Path
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+from search_service.testing.tokenizer_files import learn_merges
 
 MAX_POSITION_EMBEDDINGS = 8192
 PRETOKENIZE_REGEX = (
@@ -111,28 +112,7 @@ def _learn_bpe(num_merges: int) -> list[tuple[str, str]]:
             counts[word] += 1
     for word in ANSWER_TOKENS:
         counts[word] += 50
-    words = {word: list(word) for word in counts}
-    merges: list[tuple[str, str]] = []
-    for _ in range(num_merges):
-        pairs: Counter[tuple[str, str]] = Counter()
-        for word, pieces in words.items():
-            for pair in itertools.pairwise(pieces):
-                pairs[pair] += counts[word]
-        if not pairs:
-            break
-        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
-        merges.append(best)
-        for word, pieces in words.items():
-            merged, index = [], 0
-            while index < len(pieces):
-                if index + 1 < len(pieces) and (pieces[index], pieces[index + 1]) == best:
-                    merged.append(pieces[index] + pieces[index + 1])
-                    index += 2
-                else:
-                    merged.append(pieces[index])
-                    index += 1
-            words[word] = merged
-    return merges
+    return learn_merges(counts, num_merges)
 
 
 def build_qwen_tokenizer(num_merges: int = 400) -> Tokenizer:

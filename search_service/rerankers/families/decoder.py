@@ -1,5 +1,5 @@
-"""What the decoder-only reranker families share; each family module keeps its checkpoint
-loading, its forward and its own options.
+"""What the decoder-only reranker families share; each family module keeps its model class
+(`auto_model` or its own `_load_model`), its forward and its own options.
 
 `DecoderReranker` (`llm`, and the base of the next): a causal LM on FlagEmbedding's inputs
 (`decoder_inputs.py`), with `prompt` and `query_max_length` defaults. `LayeredDecoderReranker`
@@ -9,17 +9,15 @@ loading, its forward and its own options.
 
 from __future__ import annotations
 
-import logging
 import operator
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import torch
 
 from search_service.errors import ConfigurationError, InvalidRequestError, ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker, sigmoid
-from search_service.rerankers.checkpoint import Checkpoint
 from search_service.rerankers.families.decoder_inputs import (
     BosPolicy,
     DecoderFeature,
@@ -85,25 +83,6 @@ class DecoderReranker(Reranker):
 
     def _prepare(self) -> None:
         """A family's own checks and setup, run at the end of `__init__`."""
-
-    @classmethod
-    def _loaded(
-        cls,
-        checkpoint: Checkpoint,
-        tokenizer: Any,
-        model: Any,
-        device: str,
-        dtype: torch.dtype,
-        **options: Any,
-    ) -> Self:
-        """The common tail of `load`: log, and build the reranker on the loaded model."""
-        source = checkpoint.name_or_path
-        logging.getLogger(cls.__module__).info(
-            "loaded %s reranker %s on %s (%s)", cls.family, source, device, dtype
-        )
-        return cls(
-            model=model, tokenizer=tokenizer, name=source, device=device, dtype=dtype, **options
-        )
 
     @property
     def max_supported_length(self) -> int | None:

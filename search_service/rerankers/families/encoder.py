@@ -11,7 +11,6 @@ transformers 5 dropped `prepare_for_model` from XLM-R's tokenizer, so the pair i
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +21,10 @@ from tokenizers import Tokenizer
 
 from search_service.errors import ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, Reranker
-from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
+from search_service.rerankers.checkpoint import Checkpoint
 from search_service.rerankers.families.pair_template import PairTemplate
 from search_service.rerankers.runtimes import packed
 from search_service.rerankers.token_cache import TokenCache, text_key
-
-log = logging.getLogger(__name__)
 
 # Models whose position ids start after the padding index: they lose `pad_token_id + 1` positions.
 PADDING_OFFSET_MODEL_TYPES = {
@@ -63,6 +60,8 @@ class EncodedPair:
 class EncoderReranker(Reranker):
     family = "encoder"
     options = ()  # inputs are fixed by the checkpoint: no per-call options
+    auto_model = "AutoModelForSequenceClassification"  # also trust_remote_code, attn_implementation
+    load_options = ("query_max_length",)
 
     def __init__(
         self,
@@ -107,46 +106,17 @@ class EncoderReranker(Reranker):
         self.token_cache = TokenCache()
 
     @classmethod
-    def load(
-        cls,
-        checkpoint: Checkpoint,
-        *,
-        device: str,
-        dtype: torch.dtype,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        query_max_length: int | None = None,
-        trust_remote_code: bool = False,
-        attn_implementation: str | None = None,
+    def _loaded(
+        cls, checkpoint: Checkpoint, tokenizer: Any, model: Any, device: str, dtype: Any, **options
     ) -> EncoderReranker:
-        from transformers import AutoModelForSequenceClassification
-
-        source = checkpoint.name_or_path
-        tokenizer, model = load_transformers_model(
-            AutoModelForSequenceClassification,
-            checkpoint,
-            device,
-            dtype,
-            trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation,
-        )
+        """`load`'s tail: a one-label head is required, and batches are packed where it fits."""
         if model.config.num_labels != 1:
             raise ModelLoadError(
-                f"reranker {source!r} has {model.config.num_labels} labels; the encoder family "
-                "needs "
-                "a one-label relevance head (use a cross-encoder such as BAAI/bge-reranker-v2-m3)"
+                f"reranker {checkpoint.name_or_path!r} has {model.config.num_labels} labels; the "
+                "encoder family needs a one-label relevance head (use a cross-encoder such as "
+                "BAAI/bge-reranker-v2-m3)"
             )
-        log.info("loaded encoder reranker %s on %s (%s)", source, device, dtype)
-        reranker = cls(
-            model=model,
-            tokenizer=tokenizer,
-            name=source,
-            device=device,
-            dtype=dtype,
-            max_length=max_length,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-        )
+        reranker = super()._loaded(checkpoint, tokenizer, model, device, dtype, **options)
         reranker.packed = packed.enable(model, device)
         return reranker
 

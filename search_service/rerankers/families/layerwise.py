@@ -26,9 +26,8 @@ from typing import Any
 
 import torch
 
-from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
 from search_service.rerankers.checkpoint import Checkpoint, load_with_fast_tokenizer
-from search_service.rerankers.families.decoder import LayeredDecoderReranker, LayeredFeature, Layers
+from search_service.rerankers.families.decoder import LayeredDecoderReranker, LayeredFeature
 from search_service.rerankers.families.minicpm_layerwise import (
     LayerwiseMiniCPMConfig,
     LayerwiseMiniCPMForScoring,
@@ -43,26 +42,22 @@ class LayerwiseReranker(LayeredDecoderReranker):
 
     family = "layerwise"
     options = ("prompt", "query_max_length", "cutoff_layers")
+    model_options = ("attn_implementation",)
 
     @classmethod
-    def load(
+    def _load_model(
         cls,
         checkpoint: Checkpoint,
-        *,
         device: str,
         dtype: torch.dtype,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        query_max_length: int | None = None,
-        cutoff_layers: Layers | None = None,
-        prompt: str | None = None,
+        *,
         attn_implementation: str | None = None,
-    ) -> LayerwiseReranker:
+    ) -> tuple[Any, LayerwiseMiniCPMForScoring]:
         """Our model code on the checkpoint's weights; `trust_remote_code` is never needed.
 
-        `cutoff_layers`: the layer `score` reads by default (an int or a one-item list; default:
-        the last layer). The tokenizer is loaded from tokenizer.json as it is (as transformers
-        4.46 does), not rebuilt from its vocabulary.
+        `load`'s `cutoff_layers`: the layer `score` reads by default (an int or a one-item list;
+        default: the last layer). The tokenizer is loaded from tokenizer.json as it is (as
+        transformers 4.46 does), not rebuilt from its vocabulary.
         """
         config = LayerwiseMiniCPMConfig.from_checkpoint(checkpoint.config)
         model_options: dict[str, Any] = dict(checkpoint.hub_options, dtype=dtype)
@@ -75,18 +70,7 @@ class LayerwiseReranker(LayeredDecoderReranker):
             ).to(device),
         )
         model.eval()
-        return cls._loaded(
-            checkpoint,
-            tokenizer,
-            model,
-            device,
-            dtype,
-            max_length=max_length,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            cutoff_layers=cutoff_layers,
-            prompt=prompt,
-        )
+        return tokenizer, model
 
     @property
     def layers(self) -> range:

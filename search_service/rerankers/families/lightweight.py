@@ -68,6 +68,7 @@ class LightweightFeature(LayeredFeature):
 class LightweightReranker(LayeredDecoderReranker):
     family = "lightweight"
     options = ("prompt", "query_max_length", "cutoff_layers", "compress_ratio", "compress_layers")
+    model_options = ("attn_logit_softcapping", "attn_implementation")
     default_prompt = DEFAULT_PROMPT
     ascending_layers = True
 
@@ -102,21 +103,20 @@ class LightweightReranker(LayeredDecoderReranker):
         self.compression = self._compression(compress_ratio, compress_layers, Compression())
 
     @classmethod
-    def load(
+    def _load_model(
         cls,
         checkpoint: Checkpoint,
-        *,
         device: str,
         dtype: torch.dtype,
+        *,
         attn_logit_softcapping: bool = False,
         attn_implementation: str | None = None,
-        **options: Any,
-    ) -> LightweightReranker:
+    ) -> tuple[Any, LightweightGemma2ForScoring]:
         """Our model code on the checkpoint's weights; `trust_remote_code` is never needed.
 
         `attn_logit_softcapping`: False (default) scores as FlagEmbedding does, without the
-        attention softcapping; True applies it (eager attention). `options`: max_length,
-        batch_size, query_max_length, cutoff_layers, compress_ratio, compress_layers, prompt.
+        attention softcapping; True applies it (eager attention). `load`'s other options:
+        max_length, batch_size and the per-call `options` (their defaults).
         The tokenizer is loaded from tokenizer.json as it is, as transformers 4.46 does.
         """
         source = checkpoint.name_or_path
@@ -139,7 +139,7 @@ class LightweightReranker(LayeredDecoderReranker):
         if info["missing_keys"]:
             missing = ", ".join(sorted(info["missing_keys"]))
             raise ModelLoadError(f"reranker {source!r} lacks weights: {missing}")
-        return cls._loaded(checkpoint, tokenizer, model, device, dtype, **options)
+        return tokenizer, model
 
     @classmethod
     def default_dtype(cls, device: str) -> str | None:

@@ -17,8 +17,6 @@ import inspect
 import torch
 
 from search_service.errors import ModelLoadError
-from search_service.rerankers.base import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
-from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 from search_service.rerankers.families.decoder import DecoderReranker
 from search_service.rerankers.families.decoder_inputs import last_token_positions
 
@@ -31,6 +29,7 @@ class LLMReranker(DecoderReranker):
 
     family = "llm"
     options = ("prompt", "query_max_length")
+    auto_model = "AutoModelForCausalLM"  # `load` also takes trust_remote_code, attn_implementation
 
     def _prepare(self) -> None:
         yes_ids = self.tokenizer(YES, add_special_tokens=False)["input_ids"]
@@ -42,42 +41,6 @@ class LLMReranker(DecoderReranker):
         # transformers' own causal LMs take logits_to_keep; remote-code ones may not.
         parameters = inspect.signature(self.model.forward).parameters
         self._keeps_logits = "logits_to_keep" in parameters
-
-    @classmethod
-    def load(
-        cls,
-        checkpoint: Checkpoint,
-        *,
-        device: str,
-        dtype: torch.dtype,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        query_max_length: int | None = None,
-        prompt: str | None = None,
-        trust_remote_code: bool = False,
-        attn_implementation: str | None = None,
-    ) -> LLMReranker:
-        from transformers import AutoModelForCausalLM
-
-        tokenizer, model = load_transformers_model(
-            AutoModelForCausalLM,
-            checkpoint,
-            device,
-            dtype,
-            trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation,
-        )
-        return cls._loaded(
-            checkpoint,
-            tokenizer,
-            model,
-            device,
-            dtype,
-            max_length=max_length,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            prompt=prompt,
-        )
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         last = last_token_positions(batch["attention_mask"])

@@ -46,7 +46,6 @@ import torch
 
 from search_service.errors import ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, bfloat16_on_gpu
-from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 from search_service.rerankers.families.decoder import DecoderReranker
 from search_service.rerankers.families.decoder_inputs import DecoderFeature, truncate_only_second
 
@@ -101,6 +100,7 @@ class MxbaiReranker(DecoderReranker):
     family = "mxbai-rerank"
     options = ("prompt", "query_max_length")
     padding_side = "left"
+    auto_model = "AutoModelForCausalLM"  # `load` also takes trust_remote_code, attn_implementation
 
     def __init__(
         self,
@@ -125,42 +125,6 @@ class MxbaiReranker(DecoderReranker):
     def default_dtype(cls, device: str) -> str | None:
         # The published checkpoints are bfloat16 (the reference loads them as such on a GPU).
         return bfloat16_on_gpu(device)
-
-    @classmethod
-    def load(
-        cls,
-        checkpoint: Checkpoint,
-        *,
-        device: str,
-        dtype: torch.dtype,
-        max_length: int | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        query_max_length: int | None = None,
-        prompt: str | None = None,
-        trust_remote_code: bool = False,
-        attn_implementation: str | None = None,
-    ) -> MxbaiReranker:
-        from transformers import AutoModelForCausalLM
-
-        tokenizer, model = load_transformers_model(
-            AutoModelForCausalLM,
-            checkpoint,
-            device,
-            dtype,
-            trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation,
-        )
-        return cls._loaded(
-            checkpoint,
-            tokenizer,
-            model,
-            device,
-            dtype,
-            max_length=max_length,
-            batch_size=batch_size,
-            query_max_length=query_max_length,
-            prompt=prompt,
-        )
 
     @property
     def max_supported_length(self) -> int | None:

@@ -19,7 +19,6 @@ Only the last position's logits are projected onto the vocabulary (`logits_to_ke
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,6 @@ import torch
 
 from search_service.errors import ModelLoadError
 from search_service.rerankers.base import DEFAULT_BATCH_SIZE, Reranker, bfloat16_on_gpu
-from search_service.rerankers.checkpoint import Checkpoint, load_transformers_model
 from search_service.rerankers.families.decoder_inputs import DecoderInputBuilder, pad_batch
 
 PREFIX = (
@@ -57,8 +55,6 @@ CHAT_TEMPLATE = (
     + "\n"
 )
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True, slots=True)
 class TemplateFeature:
@@ -75,6 +71,7 @@ class Qwen3Reranker(Reranker):
 
     family = "qwen3-reranker"
     options = ("prompt",)
+    auto_model = "AutoModelForCausalLM"  # `load` also takes trust_remote_code, attn_implementation
 
     def __init__(
         self,
@@ -117,43 +114,6 @@ class Qwen3Reranker(Reranker):
     def default_dtype(cls, device: str) -> str | None:
         # The published weights are bfloat16 (as vLLM and TEI serve them); float16 on request.
         return bfloat16_on_gpu(device)
-
-    @classmethod
-    def load(
-        cls,
-        checkpoint: Checkpoint,
-        *,
-        device: str,
-        dtype: torch.dtype,
-        max_length: int = DEFAULT_MAX_LENGTH,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        prompt: str | None = None,
-        trust_remote_code: bool = False,
-        attn_implementation: str | None = None,
-    ) -> Qwen3Reranker:
-        from transformers import AutoModelForCausalLM
-
-        tokenizer, model = load_transformers_model(
-            AutoModelForCausalLM,
-            checkpoint,
-            device,
-            dtype,
-            trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation,
-        )
-        log.info(
-            "loaded %s reranker %s on %s (%s)", cls.family, checkpoint.name_or_path, device, dtype
-        )
-        return cls(
-            model=model,
-            tokenizer=tokenizer,
-            name=checkpoint.name_or_path,
-            device=device,
-            dtype=dtype,
-            max_length=max_length,
-            batch_size=batch_size,
-            prompt=prompt,
-        )
 
     @property
     def max_supported_length(self) -> int | None:
