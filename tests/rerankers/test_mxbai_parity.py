@@ -1,5 +1,5 @@
 """The `mxbai-rerank` family against the reference package, mxbai-rerank 0.1.6's `MxbaiRerankV2`,
-on the tiny Qwen2 checkpoint, in fp32 on CPU: the same input ids and the same raw scores (1e-5),
+on the tiny Qwen2 checkpoint, in fp32 on CPU: the same input ids and the same raw scores (1e-4),
 at the default max_length (8,192 within the positions) and short ones, with and without an
 instruction, with long documents, a long query, an instruction longer than the query budget, a
 checkpoint whose positions clip max_length, in one mixed-length batch and in the package's own
@@ -20,7 +20,9 @@ from tests.rerankers.test_mxbai_family import limited_positions
 
 pytestmark = pytest.mark.slow
 
-TOLERANCE = 1e-5
+# A score computed in a padded batch runs other matmul/attention kernels than the reference's: 1.6e-5
+# apart on an AVX-512 CPU (AMD EPYC Zen 4), below 1e-5 on AVX2 ones.
+TOLERANCE = 1e-4
 REFERENCE_PADDING_DRIFT = 1e-3
 INSTRUCTION = "Find passages about animals."
 # Longer than the query budget at max_length 128 (96 tokens): the query itself is cut away.
