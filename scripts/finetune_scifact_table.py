@@ -4,9 +4,9 @@
     python scripts/finetune_scifact_table.py [WORK_DIR]     (default ../proof-scifact)
 
 Reads WORK/ft-data/manifest.json, WORK/reranker/finetune.json and WORK/eval-{fp32,int8,bf16}/eval.json
-(whichever exist) and prints markdown. Rerank pairs/s is the reranked stage's time minus the dense
-stage's (the same first stage runs inside it), over queries x depth pairs: an estimate on a machine
-shared with other work.
+(whichever exist) and prints markdown. Speed is not here: the eval's stage times include the first
+stage and whatever else the machine runs; `benchmarks/rerank.py --checkpoint WORK/reranker --ours
+torch-fp32,torch-bf16,onnx-int8` measures pairs/s of the same checkpoint on the same pairs.
 """
 
 from __future__ import annotations
@@ -52,15 +52,13 @@ def main() -> None:
         versus = (f"{p['wins']} / {p['losses']} | {p['mean_difference']:+.4f} | "
                   f"[{p['ci95'][0]:+.4f}, {p['ci95'][1]:+.4f}]") if p else "– | – | –"
         print(f"| {name} | {m['nDCG@10']:.4f} | {m['Recall@10']:.4f} | {m['MRR@10']:.4f} | {versus} |")
-    dense_seconds = stages.get("dense", {}).get("seconds")
-    pairs = section["queries"] * section["depth"]
-    print("\n| reranker runtime | reranked nDCG@10 | vs fp32 | reranked-fused nDCG@10 | vs fp32 | rerank pairs/s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| reranker runtime | reranked nDCG@10 | vs fp32 | reranked-fused nDCG@10 | vs fp32 |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     base = {s: stages[s]["metrics"]["nDCG@10"] for s in ("reranked", "reranked-fused") if s in stages}
     for name, label in RUNS:
         report = evals[name]
         if not report:
-            print(f"| {label} | (not run) | | | | |")
+            print(f"| {label} | (not run) | | | |")
             continue
         run = report["datasets"][0]["stages"]
         cells = []
@@ -68,8 +66,7 @@ def main() -> None:
             value = run.get(stage, {}).get("metrics", {}).get("nDCG@10")
             cells += [f"{value:.4f}" if value is not None else "–",
                       f"{value - base[stage]:+.4f}" if value is not None and stage in base else "–"]
-        seconds = run["reranked"]["seconds"] - (dense_seconds or 0)
-        print(f"| {label} | {' | '.join(cells)} | {pairs / seconds:.0f} |")
+        print(f"| {label} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":

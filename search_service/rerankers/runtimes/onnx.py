@@ -38,7 +38,7 @@ from search_service.rerankers.runtimes.registry import Runtime
 
 log = logging.getLogger(__name__)
 
-RECIPE_VERSION = 1  # bump when the export recipe changes: older cache entries are then unused
+RECIPE_VERSION = 2  # bump when the export recipe changes: older cache entries are then unused (2: per-channel int8)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 

@@ -5,7 +5,8 @@
    SkipLayerNorm and BiasGelu). The dynamo exporter is the fallback where the TorchScript one is
    gone or fails; its graph scores the same but keeps attention unfused (slower).
 2. `onnxruntime.transformers` BERT fusions (ORT_ENABLE_ALL is applied when the session opens).
-3. onnx-int8: `quantize_dynamic` of the fused graph: int8 weights, activations quantized per batch.
+3. onnx-int8: `quantize_dynamic` of the fused graph: int8 weights (a scale per channel), activations
+   quantized per batch.
 
 Used by `onnx_runtime.py`, which caches what these functions write. Each writes `model.onnx`
 (and `model.onnx.data`, the weights) into the folder it is given and returns notes for the cache
@@ -135,8 +136,12 @@ def quantize(fp32: Path, out: Path) -> dict[str, Any]:
         # The matmuls only: they are the time. The embedding table (Gather) stays float32: one
         # per-tensor int8 scale over 250k rows costs accuracy and saves no time, only memory.
         op_types_to_quantize=["MatMul", "Attention"],
+        # One scale per output channel, not per tensor: on a fine-tuned MiniLM reranker (50 SciFact
+        # dev queries x 20 passages) the largest score drift from float32 fell from 1.71 to 0.58 and
+        # Kendall's tau per query rose from 0.77 to 0.88, at the same speed (docs/quality.md).
+        per_channel=True,
         use_external_data_format=True,
         # Fused ops (com.microsoft Attention...) have no inferred output types: they are float.
         extra_options={"DefaultTensorType": TensorProto.FLOAT},
     )
-    return {"quantized_from": fp32.name, "weights": "int8 (dynamic): MatMul, Attention"}
+    return {"quantized_from": fp32.name, "weights": "int8 per channel (dynamic): MatMul, Attention"}
