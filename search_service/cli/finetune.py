@@ -127,7 +127,7 @@ def finetune(ctx: Context, data_dir, base_model, output, max_length, group_size,
     try:
         dev_lines = read_dev(data_dir / "dev.jsonl")
         training = train(data_dir / "train.jsonl", output, options, resume=resume)
-        click.echo(f"trained: {training['steps']} steps, loss {training['train_loss']}, {training['seconds']} s",
+        click.echo(f"trained: {training['steps']} steps, mean loss {training['train_loss']}, {training['seconds']} s",
                    err=True)
         reranker = load_reranker(str(output), device=device)  # as RAG_RERANKERS loads it
         if reranker.family != "encoder":

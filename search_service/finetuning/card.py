@@ -52,7 +52,7 @@ def write(output: Path, *, options, training: dict, data: dict, dev: dict | None
         "| --- | --- |",
         *[f"| {k} | `{v}` |" for k, v in settings.items()],
         "",
-        (f"Training: {training['steps']} steps, final loss {training['train_loss']}, "
+        (f"Training: {training['steps']} steps, mean training loss {training['train_loss']}, "
         f"{training['seconds']} s on `{training['device']}`."),
         "",
         f"Command: `{command}`",
