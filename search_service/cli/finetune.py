@@ -9,6 +9,7 @@ import click
 
 from search_service.cli.base import Context, fail, load_services, main
 from search_service.errors import ServiceError
+from search_service.finetuning.training import LOSSES, TrainingOptions
 
 
 def _command_line() -> str:
@@ -95,7 +96,7 @@ def finetune_data(ctx: Context, collection, dataset, split, queries, qrels, judg
 @click.option("--max-steps", type=int, default=-1, help="Stop after N steps (overrides --epochs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Lists per step.")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=4e-5, show_default=True)
-@click.option("--loss", type=click.Choice(["multiple-negatives", "listnet", "lambda"]), default="multiple-negatives",
+@click.option("--loss", type=click.Choice(LOSSES), default=TrainingOptions.loss,
               show_default=True, help="multiple-negatives: cross-entropy over each list with the positive as the "
               "target (FlagEmbedding's reranker loss), plus one in-batch negative; listnet, lambda: listwise "
               "losses over the same lists labelled 1/0.")
@@ -114,7 +115,7 @@ def finetune(ctx: Context, data_dir, base_model, output, max_length, group_size,
 
     from search_service.finetuning import card
     from search_service.finetuning.dev import dev_figures, read_dev
-    from search_service.finetuning.training import TrainingOptions, train
+    from search_service.finetuning.training import train
     from search_service.rerankers import load_reranker
 
     checkpoints = output / "checkpoints"

@@ -98,10 +98,10 @@ def column_rows(lines: list[dict], group_size: int, seed: int) -> dict[str, list
     """The same lists as columns `query`, `positive`, `negative_1`...: the shape
     `MultipleNegativesRankingLoss` reads. A line with fewer negatives repeats them (columns are fixed)."""
     lists = listwise_rows(lines, group_size, seed)
-    width = group_size - 1
     columns: dict[str, list] = {"query": lists["query"], "positive": [docs[0] for docs in lists["docs"]]}
-    for index in range(width):
-        columns[f"negative_{index + 1}"] = [docs[1:][index % len(docs[1:])] for docs in lists["docs"]]
+    negatives = [docs[1:] for docs in lists["docs"]]
+    for index in range(group_size - 1):
+        columns[f"negative_{index + 1}"] = [drawn[index % len(drawn)] for drawn in negatives]
     return columns
 
 
